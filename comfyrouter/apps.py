@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ComfyRouterConfig(AppConfig):
+    name = "comfyrouter"
+    verbose_name = "ComfyRouter"

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nodes.models import Node
+
+
+def check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - health reports any failure as text
+        return f"error: {exc}"
+
+
+def check_redis() -> str:
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client.ping()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {exc}"
+
+
+def node_counts() -> dict[str, int]:
+    counts = {status: 0 for status in Node.Status.values}
+    try:
+        for row in Node.objects.values("status").annotate(n=Count("id")):
+            counts[row["status"]] = row["n"]
+    except Exception:  # noqa: BLE001 - the database check already reports this
+        pass
+    return counts
+
+
+class HealthApi(APIView):
+    """Liveness and readiness: database, Redis and node counts. No authentication."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses=inline_serializer(
+            "HealthStatus",
+            {
+                "status": serializers.CharField(),
+                "db": serializers.CharField(),
+                "redis": serializers.CharField(),
+                "nodes": serializers.DictField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        db, rds = check_database(), check_redis()
+        healthy = db == "ok" and rds == "ok"
+        body = {"status": "ok" if healthy else "degraded", "db": db, "redis": rds, "nodes": node_counts()}
+        return Response(body, status=200 if healthy else 503)

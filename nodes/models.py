@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F
+from django.utils import timezone
+
+
+class NodeQuerySet(models.QuerySet):
+    def dispatchable(self) -> NodeQuerySet:
+        """Nodes that may take a new job now: reachable, not draining, with a free slot."""
+        return self.filter(
+            enabled=True, status__in=[Node.Status.IDLE, Node.Status.BUSY], running__lt=F("capacity")
+        )
+
+
+class Node(models.Model):
+    """A ComfyUI server: one GPU queue."""
+
+    class Status(models.TextChoices):
+        IDLE = "idle", "idle"
+        BUSY = "busy", "busy"
+        OFFLINE = "offline", "offline"
+        DRAINING = "draining", "draining"
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500, help_text="e.g. http://10.0.0.5:8188")
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OFFLINE)
+    capacity = models.PositiveSmallIntegerField(
+        default=2, help_text="Prompts held on the node at once (running + waiting in its queue)."
+    )
+    running = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Never shown back: bearer token / extra headers sent on every call to the node.
+    auth_token = models.CharField(max_length=500, blank=True)
+    extra_headers = models.JSONField(default=dict, blank=True)
+    health = models.JSONField(default=dict, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    loaded_checkpoint = models.CharField(max_length=500, blank=True, editable=False)
+    avg_job_seconds = models.FloatField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = NodeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def free_slots(self) -> int:
+        return max(self.capacity - self.running, 0)
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {str(k): str(v) for k, v in (self.extra_headers or {}).items()}
+        if self.auth_token:
+            headers["Authorization"] = f"Bearer {self.auth_token}"
+        return headers
