@@ -1,0 +1,71 @@
+"""Shared fixtures: the Redis the settings name, and the named actors of the tests."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from comfyrouter import embedded_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server():
+    """REDIS_URL when given (CI: a real server); otherwise the embedded one, started here."""
+    if not settings.EMBEDDED_REDIS or embedded_redis.is_up(settings.REDIS_URL):
+        yield settings.REDIS_URL
+        return
+    process = embedded_redis.start(settings.REDIS_URL)
+    try:
+        yield settings.REDIS_URL
+    finally:
+        embedded_redis.stop(process)
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def operator(django_user_model):
+    """A staff user: runs the fleet, uses the admin."""
+    return django_user_model.objects.create_user(
+        "operator", password=PASSWORD, is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def user(django_user_model):
+    """An API consumer without staff rights."""
+    return django_user_model.objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    """Another consumer, who must see nothing of alice's."""
+    return django_user_model.objects.create_user("mallory", password=PASSWORD)
+
+
+@pytest.fixture
+def api_client(user) -> APIClient:
+    """alice's client with HTTP Basic credentials."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_auth(user.username, PASSWORD))
+    return client
+
+
+@pytest.fixture
+def operator_client(operator) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_auth(operator.username, PASSWORD))
+    return client
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
