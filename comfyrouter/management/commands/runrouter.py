@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from comfyrouter.supervisor import NAME, ChildFailed, Supervisor
+
+
+def default_concurrency() -> int:
+    # Jobs spend their time waiting on ComfyUI nodes, not on our CPU: two pool processes per core.
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def process_commands(*, host: str, port: int, concurrency: int, var_dir: Path) -> dict[str, list[str]]:
+    python, celery = sys.executable, [sys.executable, "-m", "celery", "-A", "comfyrouter"]
+    return {
+        "web": [python, "-m", "daphne", "--bind", host, "--port", str(port), "comfyrouter.asgi:application"],
+        "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", str(concurrency)],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(var_dir / "celerybeat-schedule")],
+    }
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "comfyrouter.settings")
+    env["COMFYROUTER_VAR_DIR"] = str(settings.VAR_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def unapplied_migrations() -> int:
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    connection.close()
+    return len(plan)
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
+def start_and_watch(supervisor: Supervisor, commands: dict[str, list[str]]) -> str | None:
+    """Start Redis (when embedded) and the processes, then watch them; a failure's text, or None."""
+    try:
+        if settings.EMBEDDED_REDIS:
+            supervisor.start_embedded_redis(settings.REDIS_URL)
+        for name, argv in commands.items():
+            if not supervisor.stopping.is_set():
+                supervisor.spawn(name, argv)
+    except ChildFailed as exc:
+        return str(exc)
+    crashed = supervisor.watch()
+    return None if crashed is None else f"{crashed.name} {describe_exit(crashed.process.returncode)}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the whole system in the foreground: the embedded Redis (when REDIS_URL is unset), Daphne, "
+        "a Celery worker and Celery beat. Run `migrate` first; stop with Ctrl-C or SIGTERM."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address")
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--concurrency", type=int, default=default_concurrency(), help="worker pool size")
+        parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL")
+
+    def handle(self, *args: object, **options: object) -> None:
+        if pending := unapplied_migrations():
+            raise CommandError(f"{pending} unapplied migration(s): run `python manage.py migrate` first")
+        commands = process_commands(
+            host=options["host"],
+            port=options["port"],
+            concurrency=options["concurrency"],
+            var_dir=settings.VAR_DIR,
+        )
+        supervisor = Supervisor(env=child_env(), stop_timeout=options["stop_timeout"])
+        supervisor.handle_signals()
+        try:
+            failure = start_and_watch(supervisor, commands)
+            if failure:
+                supervisor.log(NAME, f"{failure}; stopping the rest")
+        finally:
+            supervisor.stop_all(last=[child for child in supervisor.children if child.name == "redis"])
+        if failure:
+            raise CommandError(f"stopped because {failure}")
+        supervisor.log(NAME, "all processes stopped")
