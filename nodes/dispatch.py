@@ -1,0 +1,327 @@
+"""The scheduler: which queued job runs on which node. Pure planning, then atomic claims."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from generations.models import Job
+from nodes.models import Node
+
+# Queued jobs a claim reads (each client's first jobs, then their next ones): a few per free
+# slot first, the whole window when those can't run on the free nodes.
+JOBS_PER_SLOT = 4
+QUEUE_WINDOW = 200
+ACCEPTING = frozenset({Node.Status.IDLE, Node.Status.BUSY})
+
+# Graph input name -> ComfyUI models folder (the names GET /models lists).
+_INPUT_FOLDERS = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "vae_name": "vae",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders",
+    "clip_name4": "text_encoders",
+    "control_net_name": "controlnet",
+    "upscale_model": "upscale_models",
+    "style_model_name": "style_models",
+    "gligen_name": "gligen",
+    "hypernetwork_name": "hypernetworks",
+}
+# Inputs whose folder depends on the loader: CLIPVisionLoader's clip_name is not a text encoder,
+# and model_name is a file only for UpscaleModelLoader (API nodes use it for remote model ids).
+_CLASS_INPUT_FOLDERS = {
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("UpscaleModelLoader", "model_name"): "upscale_models",
+}
+_FOLDER_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+# VAELoader offers these built-in choices; they are not files in models/vae.
+_BUILTIN_VAES = frozenset({"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"})
+
+Models = frozenset[tuple[str, str]]  # (folder, filename) pairs
+
+
+def required_models(graph: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Model files an API-format graph loads, by ComfyUI folder name."""
+    found: dict[str, set[str]] = {}
+    nodes = graph.values() if isinstance(graph, Mapping) else ()
+    for node in nodes:
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            continue
+        for name, value in inputs.items():
+            folder = _CLASS_INPUT_FOLDERS.get((node.get("class_type"), name)) or _INPUT_FOLDERS.get(name)
+            # A list value is a link to another node's output, not a file name.
+            if not folder or not isinstance(value, str) or not value:
+                continue
+            if folder == "vae" and value in _BUILTIN_VAES:
+                continue
+            found.setdefault(folder, set()).add(_normalise(value))
+    return found
+
+
+def primary_checkpoint(graph: Mapping[str, Any]) -> str:
+    """The model a node keeps loaded after running this graph: its checkpoint, else its diffusion model."""
+    return _primary(required_models(graph))
+
+
+def fairness_key(*, api_key_id: int | None, owner_id: int | None) -> str:
+    """Who a job is fair-shared as: its API key, else its owner, else the anonymous pool."""
+    if api_key_id is not None:
+        return f"key:{api_key_id}"
+    return f"user:{owner_id}" if owner_id is not None else "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the scheduler knows about a node."""
+
+    id: int
+    name: str
+    capacity: int = 2
+    running: int = 0
+    status: str = Node.Status.IDLE
+    enabled: bool = True
+    loaded_checkpoint: str = ""
+    avg_job_seconds: float | None = None
+    # None: the node never reported its models, so it is assumed to have them all.
+    models: Mapping[str, frozenset[str]] | None = None
+
+    @classmethod
+    def from_node(cls, node: Node) -> NodeView:
+        health = node.health if isinstance(node.health, Mapping) else {}
+        return cls(
+            id=node.id,
+            name=node.name,
+            capacity=node.capacity,
+            running=node.running,
+            status=node.status,
+            enabled=node.enabled,
+            loaded_checkpoint=_normalise(node.loaded_checkpoint),
+            avg_job_seconds=node.avg_job_seconds,
+            models=_node_models(health.get("models")),
+        )
+
+    @property
+    def free_slots(self) -> int:
+        return max(self.capacity - self.running, 0)
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.enabled and self.status in ACCEPTING
+
+    def lacks(self, models: Models) -> Models:
+        """The files this node is known not to have; a folder it never reported is unknown, not empty."""
+        if self.models is None:
+            return frozenset()
+        return frozenset(m for m in models if m[0] in self.models and m[1] not in self.models[m[0]])
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """What the scheduler knows about a queued job."""
+
+    id: Any
+    created_at: datetime
+    priority: int = 0
+    client: str = "anonymous"
+    models: Models = frozenset()
+    checkpoint: str = ""
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobView:
+        required = required_models(job.prompt)
+        return cls(
+            id=job.id,
+            created_at=job.created_at,
+            priority=job.priority,
+            client=fairness_key(api_key_id=job.api_key_id, owner_id=job.owner_id),
+            models=frozenset((folder, name) for folder, names in required.items() for name in names),
+            checkpoint=_primary(required),
+        )
+
+
+def rank_nodes(nodes: Iterable[NodeView], *, job: JobView) -> list[NodeView]:
+    """Nodes that can take the job now, best first: checkpoint loaded, least loaded, fastest, by name."""
+    able = [n for n in nodes if n.accepts_jobs and n.free_slots and not n.lacks(job.models)]
+    return sorted(able, key=lambda node: _preference(node, job))
+
+
+def fair_order(jobs: Iterable[JobView], *, in_flight: Mapping[str, int] | None = None) -> list[JobView]:
+    """Jobs by priority, then round-robin between clients (fewest in flight first), then FIFO."""
+    in_flight = in_flight or {}
+    fifo = sorted(jobs, key=lambda job: (-job.priority, job.created_at, job.id))
+    served: dict[tuple[int, str], int] = {}
+    turns = []
+    for job in fifo:
+        key = (job.priority, job.client)
+        turn = served.get(key, in_flight.get(job.client, 0))
+        served[key] = turn + 1
+        turns.append((-job.priority, turn))
+    # A stable sort keeps FIFO order among jobs with the same priority and turn.
+    return [fifo[i] for i in sorted(range(len(fifo)), key=turns.__getitem__)]
+
+
+def plan(
+    jobs: Sequence[JobView], nodes: Sequence[NodeView], *, in_flight: Mapping[str, int] | None = None
+) -> list[tuple[Any, int]]:
+    """Pair queued jobs with free node slots, filling every slot a runnable job can use."""
+    free = {node.id: node for node in nodes if node.accepts_jobs and node.free_slots}
+    slots = sum(node.free_slots for node in free.values())
+    capable: dict[Models, list[int]] = {}
+    pairs: list[tuple[Any, int]] = []
+    for job in fair_order(jobs, in_flight=in_flight):
+        if not slots:
+            break
+        if job.models not in capable:
+            capable[job.models] = [i for i, node in free.items() if not node.lacks(job.models)]
+        ranked = rank_nodes((free[i] for i in capable[job.models]), job=job)
+        if not ranked:
+            # Slots only fill up during a plan: later jobs needing the same models can't run either.
+            capable[job.models] = []
+            continue
+        best = ranked[0]
+        free[best.id] = replace(best, running=best.running + 1)
+        pairs.append((job.id, best.id))
+        slots -= 1
+    return pairs
+
+
+def missing_models(graph: Mapping[str, Any], nodes: Iterable[NodeView]) -> dict[str, set[str]] | None:
+    """Model files that keep every node from running the graph; None when some node has them all."""
+    required = required_models(graph)
+    wanted = frozenset((folder, name) for folder, names in required.items() for name in names)
+    gaps = [node.lacks(wanted) for node in nodes]
+    if not wanted or not all(gaps):
+        return None
+    if not gaps:
+        return required
+    nowhere = frozenset.intersection(*gaps)
+    # Each file is on some node but none has all: name what the best-equipped node lacks.
+    return _by_folder(nowhere or min(gaps, key=lambda gap: (len(gap), sorted(gap))))
+
+
+def claim_slot(*, node_id: int) -> bool:
+    """Take one slot on an enabled, idle or busy node; False when another worker took the last one."""
+    # One conditional UPDATE: the database, not a read-then-write, decides who gets the slot.
+    return Node.objects.dispatchable().filter(id=node_id).update(running=F("running") + 1) == 1
+
+
+def release_slot(*, node_id: int) -> bool:
+    """Give back one slot on the node, never going below zero."""
+    return Node.objects.filter(id=node_id, running__gt=0).update(running=F("running") - 1) == 1
+
+
+def claim_jobs(*, limit: int | None = None) -> list[tuple[Job, Node]]:
+    """Assign queued jobs to free node slots in one transaction; returns the pairs this call won."""
+    with transaction.atomic():
+        nodes = {node.id: node for node in Node.objects.dispatchable()}
+        views = [NodeView.from_node(node) for node in nodes.values()]
+        slots = sum(view.free_slots for view in views if view.accepts_jobs)
+        slots = slots if limit is None else min(slots, limit)
+        if not slots:
+            return []
+        jobs, pairs = _plan_queue(views, slots=slots)
+        # Node rows are updated in id order so two PostgreSQL claimers never wait on each other in a cycle.
+        pairs = sorted(pairs[:slots], key=lambda pair: pair[1])
+        return [(jobs[j], nodes[n]) for j, n in pairs if _claim(jobs[j], nodes[n])]
+
+
+def _plan_queue(nodes: list[NodeView], *, slots: int) -> tuple[dict[Any, Job], list[tuple[Any, int]]]:
+    in_flight = _in_flight()
+    # Most calls fill a slot or two from the head of the queue, so read a few jobs per slot; the
+    # wide window is read only when those can't use the free nodes (no head-of-line blocking).
+    for size in (min(slots * JOBS_PER_SLOT, QUEUE_WINDOW), QUEUE_WINDOW):
+        ids = _queue_window(size)
+        jobs = {job.id: job for job in _lock_queued(ids)}
+        pairs = plan([JobView.from_job(job) for job in jobs.values()], nodes, in_flight=in_flight)
+        if len(pairs) >= slots or len(ids) < size:
+            break
+    return jobs, pairs
+
+
+def _claim(job: Job, node: Node) -> bool:
+    if not claim_slot(node_id=node.id):
+        return False
+    now = timezone.now()
+    won = Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(
+        state=Job.State.ASSIGNED, node=node, assigned_at=now
+    )
+    if not won:
+        release_slot(node_id=node.id)  # cancelled, or claimed by a worker that doesn't lock rows
+        return False
+    job.state, job.node, job.assigned_at = Job.State.ASSIGNED, node, now
+    return True
+
+
+def _queue_window(size: int = QUEUE_WINDOW) -> list[Any]:
+    # Numbering each client's jobs puts every client's head in the window, however deep one
+    # client's backlog is, without loading that backlog.
+    turn = Window(
+        RowNumber(),
+        partition_by=[F("priority"), F("api_key_id"), F("owner_id")],
+        order_by=[F("created_at").asc(), F("id").asc()],
+    )
+    window = Job.objects.queued().annotate(turn=turn).order_by("-priority", "turn", "created_at", "id")
+    return list(window.values_list("id", flat=True)[:size])
+
+
+def _lock_queued(ids: list[Any]) -> list[Job]:
+    jobs = Job.objects.queued().filter(id__in=ids).order_by()
+    if connection.features.has_select_for_update_skip_locked:
+        # Rows another claimer holds are skipped, not waited for: it is assigning them now.
+        jobs = jobs.select_for_update(skip_locked=True)
+    return list(jobs)
+
+
+def _in_flight() -> dict[str, int]:
+    active = Job.objects.filter(state__in=[Job.State.ASSIGNED, Job.State.RUNNING]).order_by()
+    counts: dict[str, int] = {}
+    for row in active.values("api_key_id", "owner_id").annotate(n=Count("id")):
+        key = fairness_key(api_key_id=row["api_key_id"], owner_id=row["owner_id"])
+        counts[key] = counts.get(key, 0) + row["n"]
+    return counts
+
+
+def _preference(node: NodeView, job: JobView) -> tuple[Any, ...]:
+    reloads = not (job.checkpoint and node.loaded_checkpoint == job.checkpoint)
+    load = node.running / node.capacity
+    speed = node.avg_job_seconds
+    return (reloads, load, node.running, speed is None, speed or 0.0, node.name, node.id)
+
+
+def _primary(required: Mapping[str, set[str]]) -> str:
+    return min(required.get("checkpoints") or required.get("diffusion_models") or (), default="")
+
+
+def _node_models(raw: object) -> dict[str, frozenset[str]] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    merged: dict[str, set[str]] = {}
+    for folder, names in raw.items():
+        files = merged.setdefault(_FOLDER_ALIASES.get(folder, folder), set())
+        if isinstance(names, list | tuple):
+            files.update(_normalise(str(name)) for name in names)
+    return {folder: frozenset(files) for folder, files in merged.items()}
+
+
+def _by_folder(models: Models) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for folder, name in models:
+        found.setdefault(folder, set()).add(name)
+    return found
+
+
+def _normalise(filename: str) -> str:
+    # Windows nodes list subfolders with backslashes; the same file must match from any node.
+    return filename.replace("\\", "/")

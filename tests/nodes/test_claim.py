@@ -1,0 +1,166 @@
+"""Claiming (job, node slot) pairs in the database, alone and from racing workers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+
+from generations.models import Job
+from nodes.dispatch import claim_jobs, claim_slot, release_slot
+from nodes.models import Node
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GRAPH = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["4", 0]}},
+}
+_seq = itertools.count()
+
+
+def make_node(**kw) -> Node:
+    n = next(_seq)
+    kw = {"name": f"node-{n}", "base_url": f"http://127.0.0.1:{9000 + n}", "status": Node.Status.IDLE} | kw
+    return Node.objects.create(**kw)
+
+
+def make_job(**kw) -> Job:
+    return Job.objects.create(**({"prompt": GRAPH} | kw))
+
+
+def make_queue(count: int, **kw) -> list[Job]:
+    start = timezone.now()
+    return [make_job(created_at=start + timedelta(milliseconds=i), **kw) for i in range(count)]
+
+
+def test_claim_jobs_assigns_queued_jobs_and_counts_slots():
+    a, b = make_node(), make_node(running=1)
+    jobs = make_queue(5)
+
+    claimed = claim_jobs()
+
+    assert {job.id for job, _ in claimed} == {j.id for j in jobs[:3]}
+    assert {job.state for job, _ in claimed} == {Job.State.ASSIGNED}
+    assert Node.objects.get(id=a.id).running == 2 and Node.objects.get(id=b.id).running == 2
+    stored = Job.objects.get(id=jobs[0].id)
+    assert stored.state == Job.State.ASSIGNED and stored.node_id in {a.id, b.id} and stored.assigned_at
+    assert Job.objects.queued().count() == 2
+    assert claim_jobs() == []
+
+
+def test_claim_jobs_honours_the_limit():
+    make_node(capacity=4)
+    make_queue(5)
+    assert len(claim_jobs(limit=1)) == 1
+    assert Job.objects.filter(state=Job.State.ASSIGNED).count() == 1
+
+
+def test_a_late_client_is_reached_behind_a_backlog_deeper_than_the_window(django_user_model):
+    heavy = django_user_model.objects.create(username="heavy")
+    light = django_user_model.objects.create(username="light")
+    make_node(capacity=2)
+    make_queue(300, owner=heavy)
+    late = make_job(owner=light)
+
+    claimed = claim_jobs()
+
+    assert late.id in {job.id for job, _ in claimed}
+
+
+def test_claim_jobs_leaves_a_job_for_a_node_that_has_its_models():
+    make_node(health={"models": {"checkpoints": ["sd15.safetensors"]}})
+    make_job()
+    assert claim_jobs() == []
+    fitting = make_node(health={"models": {"checkpoints": ["sdxl.safetensors"]}})
+    assert [node.id for _, node in claim_jobs()] == [fitting.id]
+
+
+def test_jobs_stuck_at_the_head_do_not_keep_a_runnable_job_from_a_free_node():
+    make_node(capacity=1, health={"models": {"checkpoints": ["sdxl.safetensors"]}})
+    sd15 = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}}}
+    make_queue(10, prompt=sd15)
+    runnable = make_job()
+    assert [job.id for job, _ in claim_jobs()] == [runnable.id]
+
+
+@pytest.mark.parametrize("kw", [{"running": 2}, {"status": Node.Status.DRAINING}, {"enabled": False}])
+def test_claim_slot_refuses_full_draining_and_disabled_nodes(kw):
+    node = make_node(**kw)
+    assert claim_slot(node_id=node.id) is False
+    assert Node.objects.get(id=node.id).running == kw.get("running", 0)
+
+
+def test_slots_are_taken_up_to_capacity_and_released_never_below_zero():
+    node = make_node(status=Node.Status.BUSY)
+    assert [claim_slot(node_id=node.id) for _ in range(3)] == [True, True, False]
+    assert [release_slot(node_id=node.id) for _ in range(3)] == [True, True, False]
+    assert Node.objects.get(id=node.id).running == 0
+
+
+def run_workers(work, threads: int = 4) -> list[Exception]:
+    errors: list[Exception] = []
+
+    def target():
+        try:
+            work()
+        except Exception as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=target) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    return errors
+
+
+def assigned_per_node() -> dict[int, int]:
+    rows = Job.objects.filter(state=Job.State.ASSIGNED).values("node").annotate(n=Count("id")).order_by()
+    return {row["node"]: row["n"] for row in rows}
+
+
+def test_racing_claimers_fill_each_slot_once():
+    nodes = [make_node() for _ in range(3)]
+    make_queue(20)
+    claims: list = []
+
+    def work():
+        while batch := claim_jobs():
+            claims.extend(job.id for job, _ in batch)
+
+    assert run_workers(work) == []
+    assert len(claims) == len(set(claims)) == 6
+    assert assigned_per_node() == {node.id: 2 for node in nodes}
+    assert {n.running for n in Node.objects.all()} == {2}
+
+
+def test_racing_claimers_run_every_job_exactly_once_within_capacity():
+    nodes = [make_node() for _ in range(3)]
+    make_queue(20)
+    claims: list = []
+    peaks: list[int] = []
+
+    def work():
+        deadline = time.monotonic() + 30
+        while Job.objects.queued().exists() and time.monotonic() < deadline:
+            batch = claim_jobs()
+            peaks.append(max(assigned_per_node().values(), default=0))
+            for job, node in batch:
+                claims.append(job.id)
+                Job.objects.filter(id=job.id).update(state=Job.State.SUCCEEDED)
+                release_slot(node_id=node.id)
+
+    assert run_workers(work) == []
+    assert len(claims) == len(set(claims)) == 20
+    assert max(peaks) <= 2
+    assert {n.running for n in Node.objects.all()} == {0}
+    assert set(Job.objects.values_list("node", flat=True)) <= {n.id for n in nodes}
