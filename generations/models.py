@@ -73,7 +73,13 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     error_node = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="The executor holding this job's lease (host:pid:token)."
+    )
     webhook_url = models.URLField(max_length=2000, blank=True)
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_delivered_at = models.DateTimeField(null=True, blank=True)
+    webhook_error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     assigned_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,181 @@
+"""Run one assigned job on its node: submit or re-attach, follow events, store outputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+from generations import outputs, progress, services
+from generations.models import Job
+from nodes import comfy
+from nodes.comfy import ComfyClient
+
+log = logging.getLogger(__name__)
+
+# Progress rows are written at most this often; the channel layer gets every step.
+PROGRESS_WRITE_SECONDS = 0.5
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def execute(job_id: Any) -> None:
+    """Execute an assigned job, or re-attach to its prompt if a dead worker had posted it."""
+    job = services.job_lease(job_id=job_id, worker=worker_id())
+    if job is None:
+        return
+    if job.cancel_requested:
+        services.job_cancelled(job=job)
+        return
+    JobRun(job).run()
+
+
+class JobRun:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.node = job.node
+        self.client = ComfyClient(
+            self.node.base_url,
+            timeout=settings.COMFYROUTER_COMFY_TIMEOUT,
+            headers=self.node.request_headers(),
+        )
+        self.stop = threading.Event()
+        self.cancelled = threading.Event()
+        self.stream: comfy.EventStream | None = None
+        self.titles = {nid: (n.get("_meta") or {}).get("title", "") for nid, n in job.prompt.items()}
+        self.last_write = 0.0
+        self.preview_seq = 0
+
+    def run(self) -> None:
+        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job.id}", daemon=True)
+        beat.start()
+        try:
+            self._run()
+        finally:
+            self.stop.set()
+            self.client.close()
+            beat.join(timeout=5)
+
+    def _run(self) -> None:
+        job = self.job
+        try:
+            result = self._result()
+            outputs.store_outputs(job=job, client=self.client, files=result.outputs, titles=self.titles)
+            services.job_succeed(job=job)
+        except comfy.ComfyInterrupted as exc:
+            self._ended_early(f"ComfyUI interrupted the prompt at node {exc.event.node_id}.")
+        except comfy.ComfyExecutionFailed as exc:
+            services.job_fail(job=job, error=str(exc), error_node=str(exc.event.node_id or ""))
+        except comfy.ComfyUnauthorized as exc:
+            self._node_lost(str(exc))
+        except comfy.ComfyRejected as exc:
+            services.job_fail(job=job, error=str(exc), error_node=",".join(exc.node_errors or {}))
+        except comfy.ComfyError as exc:
+            self._node_lost(str(exc))
+
+    def _result(self) -> comfy.PromptResult:
+        job = self.job
+        if job.prompt_id:
+            try:
+                return self.client.reattach(
+                    job.prompt_id, client_id=job.client_id or None, on_event=self.on_event,
+                    idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT, timeout=settings.COMFYROUTER_JOB_TIMEOUT,
+                )  # fmt: skip
+            except comfy.ComfyPromptLost:
+                log.info("job %s: prompt %s unknown to %s, submitting it", job.id, job.prompt_id, self.node)
+        return self._submit()
+
+    def _submit(self) -> comfy.PromptResult:
+        job = self.job
+        # Our own prompt_id, stored before the POST: a worker killed after it can still find the prompt.
+        prompt_id = job.prompt_id or str(uuid.uuid4())
+        client_id = job.client_id or uuid.uuid4().hex
+        services.job_submitting(job=job, prompt_id=prompt_id, client_id=client_id)
+        with self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT) as stream:
+            self.stream = stream
+            self.client.queue_prompt(job.prompt, client_id=client_id, prompt_id=prompt_id)
+            return self.client.wait(
+                stream, prompt_id, on_event=self.on_event, timeout=settings.COMFYROUTER_JOB_TIMEOUT
+            )
+
+    def on_event(self, event: comfy.ComfyEvent) -> None:
+        job = self.job
+        if isinstance(event, comfy.ExecutionStart | comfy.Executing) and job.state == Job.State.ASSIGNED:
+            services.job_started(job=job)
+        if isinstance(event, comfy.Executing) and event.node:
+            self._progress(job.progress_value, job.progress_max, event.node, force=True)
+        elif isinstance(event, comfy.Progress):
+            self._progress(int(event.value), int(event.max), event.node or job.current_node)
+        elif isinstance(event, comfy.Preview):
+            self.preview_seq += 1
+            progress.store_preview(job.id, event.image)
+            message = {
+                "type": "job.preview",
+                "job_id": str(job.id),
+                "seq": self.preview_seq,
+                "image": event.image,
+            }
+            progress.publish(progress.job_group(job.id), message)
+
+    def _progress(self, value: int, maximum: int, node: str, *, force: bool = False) -> None:
+        job = self.job
+        job.progress_value, job.progress_max, job.current_node = value, maximum, node
+        message = {"type": "job.progress", "job_id": str(job.id), "value": value, "max": maximum,
+                   "node": node, "node_title": self.titles.get(node, "")}  # fmt: skip
+        progress.publish(progress.job_group(job.id), message)
+        now = time.monotonic()
+        if force or value == maximum or now - self.last_write >= PROGRESS_WRITE_SECONDS:
+            self.last_write = now
+            services.job_progress(job=job, value=value, maximum=maximum, node=node)
+
+    def _heartbeat(self) -> None:
+        """Keep the lease fresh and turn a cancel request into a targeted interrupt."""
+        while not self.stop.wait(settings.COMFYROUTER_HEARTBEAT_INTERVAL):
+            alive = services.job_heartbeat(job=self.job)
+            requested = Job.objects.filter(id=self.job.id, cancel_requested=True).exists()
+            if requested and not self.cancelled.is_set():
+                self.cancelled.set()
+                self._interrupt()
+            elif not alive:
+                log.warning("job %s: lease lost (ended or taken over); stopping", self.job.id)
+                self.cancelled.set()
+                self._close_stream()
+                return
+
+    def _interrupt(self) -> None:
+        prompt_id = self.job.prompt_id
+        try:
+            # Targeted: only this prompt, whether it runs or still waits in the node's queue.
+            with ComfyClient(self.node.base_url, timeout=5, headers=self.node.request_headers()) as client:
+                client.delete_from_queue([prompt_id])
+                client.interrupt(prompt_id)
+        except comfy.ComfyError:
+            log.warning("job %s: interrupt of %s failed", self.job.id, prompt_id, exc_info=True)
+        self._close_stream()
+
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+    def _ended_early(self, reason: str) -> None:
+        if self.cancelled.is_set() or Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
+            services.job_cancelled(job=self.job)
+        else:
+            services.job_fail(job=self.job, error=reason)
+
+    def _node_lost(self, cause: str) -> None:
+        if self.cancelled.is_set():
+            self._ended_early(cause)
+            return
+        from nodes.services import node_mark_lost
+
+        node_mark_lost(node=self.node, error=cause)
+        services.job_requeue(job=self.job, cause=cause)

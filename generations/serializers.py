@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from generations.models import Job, JobOutput
+
+
+def absolute(path: str, request=None) -> str:
+    return request.build_absolute_uri(path) if request is not None else settings.COMFYROUTER_PUBLIC_URL + path
+
+
+def ws_url(path: str, request=None) -> str:
+    url = absolute(path, request)
+    return "ws" + url.removeprefix("http")
+
+
+class JobOutputFile(serializers.ModelSerializer):
+    type = serializers.CharField(source="kind")
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = JobOutput
+        fields = ["index", "node_id", "node_title", "filename", "type", "content_type", "size", "width",
+                  "height", "sha256", "url"]  # fmt: skip
+
+    def get_url(self, output: JobOutput) -> str:
+        return absolute(f"/api/jobs/{output.job_id}/outputs/{output.index}", self.context.get("request"))
+
+
+class JobProgress(serializers.Serializer):
+    value = serializers.IntegerField(source="progress_value")
+    max = serializers.IntegerField(source="progress_max")
+    fraction = serializers.FloatField(source="progress")
+    node = serializers.CharField(source="current_node")
+
+
+class JobWebhook(serializers.Serializer):
+    url = serializers.URLField(source="webhook_url")
+    attempts = serializers.IntegerField(source="webhook_attempts")
+    delivered_at = serializers.DateTimeField(source="webhook_delivered_at")
+    error = serializers.CharField(source="webhook_error")
+
+
+class JobDetail(serializers.ModelSerializer):
+    endpoint = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    node = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    progress = JobProgress(source="*")
+    outputs = JobOutputFile(many=True, read_only=True)
+    webhook = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "state", "endpoint", "source", "priority", "node", "attempts", "progress", "error",
+                  "error_node", "created_at", "assigned_at", "started_at", "finished_at", "outputs",
+                  "webhook", "links"]  # fmt: skip
+
+    def get_webhook(self, job: Job) -> dict[str, Any] | None:
+        return JobWebhook(job).data if job.webhook_url else None
+
+    def get_links(self, job: Job) -> dict[str, str]:
+        request = self.context.get("request")
+        return {
+            "self": absolute(f"/api/jobs/{job.id}", request),
+            "cancel": absolute(f"/api/jobs/{job.id}/cancel", request),
+            "page": absolute(f"/jobs/{job.id}/", request),
+            "preview": absolute(f"/preview/{job.id}", request),
+            "ws": ws_url(f"/ws/jobs/{job.id}/", request),
+        }
+
+
+def job_json(job: Job, request=None) -> dict[str, Any]:
+    """The job as every API and webhook shows it."""
+    return JobDetail(job, context={"request": request}).data

@@ -1,0 +1,298 @@
+"""Job lifecycle: every write with a rule or a side effect goes through here."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generations import progress
+from generations.models import Job
+from nodes.dispatch import NodeView, missing_models, release_slot
+from nodes.models import Node
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = (Job.State.ASSIGNED, Job.State.RUNNING)
+
+
+class JobError(Exception):
+    """A job request the router cannot accept."""
+
+
+class QueueFull(JobError):
+    def __init__(self, pending: int, retry_after: int) -> None:
+        super().__init__(
+            f"The queue is full ({pending} jobs waiting, limit {settings.COMFYROUTER_PENDING_LIMIT}); "
+            f"retry in {retry_after} s."
+        )
+        self.retry_after = retry_after
+
+
+def enqueue_dispatch() -> None:
+    """Ask a worker to fill free node slots once the current transaction commits."""
+    from generations.tasks import dispatch_jobs
+
+    dispatch_jobs.delay_on_commit()
+
+
+def job_create(
+    *,
+    prompt: dict[str, Any],
+    owner=None,
+    api_key=None,
+    endpoint=None,
+    inputs: dict[str, Any] | None = None,
+    source: str = Job.Source.ENDPOINT,
+    priority: int = 0,
+    webhook_url: str = "",
+    idempotency_key: str = "",
+) -> Job:
+    """Queue a rendered prompt; the same idempotency key from the same owner returns the first job."""
+    if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
+        return existing
+    pending = Job.objects.queued().count()
+    if pending >= settings.COMFYROUTER_PENDING_LIMIT:
+        raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
+                source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
+            )  # fmt: skip
+            if message := _unrunnable(prompt):
+                _finish(job, Job.State.FAILED, error=message)
+            else:
+                enqueue_dispatch()
+    except IntegrityError:
+        # Two requests with one idempotency key raced; the other one created the job.
+        if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
+            return existing
+        raise
+    job.refresh_from_db()
+    return job
+
+
+def _idempotent_job(owner, key: str) -> Job | None:
+    return Job.objects.filter(owner=owner, idempotency_key=key).first()
+
+
+def _unrunnable(prompt: dict[str, Any]) -> str:
+    nodes = [NodeView.from_node(node) for node in Node.objects.filter(enabled=True)]
+    if not nodes:
+        return ""  # no fleet yet: the job waits for a node, up to the queue timeout
+    missing = missing_models(prompt, nodes)
+    if not missing:
+        return ""
+    listed = "; ".join(f"{folder}: {', '.join(sorted(names))}" for folder, names in sorted(missing.items()))
+    return f"No registered node has the models this job needs — missing {listed}."
+
+
+def job_lease(*, job_id: Any, worker: str) -> Job | None:
+    """Take the right to execute an assigned or running job; None if finished or leased elsewhere."""
+    stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)
+    won = (
+        Job.objects.filter(id=job_id, state__in=IN_FLIGHT, node__isnull=False)
+        .filter(Q(worker="") | Q(worker=worker) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+        .update(worker=worker, heartbeat_at=timezone.now())
+    )
+    return Job.objects.select_related("node").get(id=job_id) if won else None
+
+
+def job_heartbeat(*, job: Job) -> bool:
+    """Refresh the lease; False when the job has ended or another worker took it over."""
+    return bool(
+        Job.objects.filter(id=job.id, worker=job.worker, state__in=IN_FLIGHT).update(
+            heartbeat_at=timezone.now()
+        )
+    )
+
+
+def job_submitting(*, job: Job, prompt_id: str, client_id: str) -> None:
+    """Record the prompt id before posting it, so a worker that dies after the post can re-attach."""
+    Job.objects.filter(id=job.id).update(prompt_id=prompt_id, client_id=client_id, attempts=F("attempts") + 1)
+    job.prompt_id, job.client_id = prompt_id, client_id
+    job.attempts += 1
+
+
+def job_started(*, job: Job) -> None:
+    now = timezone.now()
+    if Job.objects.filter(id=job.id, state=Job.State.ASSIGNED).update(
+        state=Job.State.RUNNING, started_at=now
+    ):
+        job.state, job.started_at = Job.State.RUNNING, now
+        _publish_state(job)
+
+
+def job_progress(*, job: Job, value: int, maximum: int, node: str) -> None:
+    Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(
+        progress_value=value, progress_max=maximum, current_node=node
+    )
+
+
+def job_succeed(*, job: Job) -> bool:
+    """Mark the job done (its outputs are already stored) and learn from it for scheduling."""
+    if not _finish(job, Job.State.SUCCEEDED, progress_value=F("progress_max")):
+        return False
+    _learn(job)
+    return True
+
+
+def job_fail(*, job: Job, error: str, error_node: str = "") -> bool:
+    return _finish(job, Job.State.FAILED, error=error[:10_000], error_node=error_node[:200])
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once; ask the executor of an assigned or running one to interrupt it."""
+    if _finish(job, Job.State.CANCELLED, states=(Job.State.QUEUED,), error="Cancelled before it started."):
+        return job
+    Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def job_cancelled(*, job: Job) -> bool:
+    return _finish(job, Job.State.CANCELLED, error="Cancelled while it ran.")
+
+
+def job_requeue(*, job: Job, cause: str) -> bool:
+    """The node was lost: run the job again elsewhere, or fail it after the last attempt."""
+    node = job.node.name if job.node else "its node"
+    if job.attempts >= settings.COMFYROUTER_MAX_ATTEMPTS:
+        return job_fail(
+            job=job,
+            error=f"Node {node} was lost ({cause}); gave up after {job.attempts} attempt(s).",
+        )
+    fields = dict(state=Job.State.QUEUED, node=None, prompt_id="", client_id="", worker="", heartbeat_at=None,
+                  assigned_at=None, started_at=None, progress_value=0, progress_max=0, current_node="",
+                  error=f"attempt {job.attempts} on {node} failed: {cause}")  # fmt: skip
+    if not Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(**fields):
+        return False
+    if job.node_id:
+        release_slot(node_id=job.node_id)
+    log.warning("job %s requeued: node %s lost (%s)", job.id, node, cause)
+    job.refresh_from_db()
+    _publish_state(job)
+    enqueue_dispatch()
+    return True
+
+
+def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) -> bool:
+    """Move an unfinished job to a final state exactly once; releases its node slot."""
+    with transaction.atomic():
+        current = Job.objects.filter(id=job.id, state__in=states).values_list("state", "node_id").first()
+        if current is None:
+            return False
+        won = Job.objects.filter(id=job.id, state=current[0]).update(
+            state=state, finished_at=timezone.now(), worker="", **fields
+        )
+        if not won:
+            return False
+        if current[0] in IN_FLIGHT and current[1]:
+            release_slot(node_id=current[1])
+            enqueue_dispatch()
+        transaction.on_commit(lambda: _finished(job.id))
+    job.refresh_from_db()
+    return True
+
+
+def _finished(job_id: Any) -> None:
+    from generations.tasks import send_webhook
+
+    job = Job.objects.get(id=job_id)
+    _publish_state(job)
+    if job.webhook_url:
+        send_webhook.delay(str(job.id))
+
+
+def _learn(job: Job) -> None:
+    """Remember the node's loaded checkpoint and its moving-average job time."""
+    if not job.node_id or not job.started_at or not job.finished_at:
+        return
+    from nodes.dispatch import primary_checkpoint
+
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    node = Node.objects.get(id=job.node_id)
+    node.avg_job_seconds = (
+        seconds if node.avg_job_seconds is None else 0.8 * node.avg_job_seconds + 0.2 * seconds
+    )
+    node.loaded_checkpoint = primary_checkpoint(job.prompt) or node.loaded_checkpoint
+    node.save(update_fields=["avg_job_seconds", "loaded_checkpoint"])
+
+
+def _publish_state(job: Job) -> None:
+    event = {"type": "job.state", "job_id": str(job.id), "state": job.state, "error": job.error}
+    progress.publish(progress.job_group(job.id), event)
+    progress.publish(progress.JOBS_GROUP, event)
+
+
+def jobs_reap() -> list[Any]:
+    """In-flight jobs whose executor stopped heart-beating: ids to hand to a new executor."""
+    stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)
+    lost = Job.objects.filter(state__in=IN_FLIGHT).filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, assigned_at__lt=stale)
+    )
+    ids = []
+    for job in lost.select_related("node"):
+        if job.node is None:
+            job_fail(job=job, error="The job lost its node assignment.")
+            continue
+        # Mark the hand-over so the next sweep does not hand the job over again before it starts.
+        if Job.objects.filter(id=job.id, state__in=IN_FLIGHT, heartbeat_at=job.heartbeat_at).update(
+            heartbeat_at=timezone.now(), worker=""
+        ):
+            log.warning("job %s: executor stopped responding; handing it to another worker", job.id)
+            ids.append(job.id)
+    return ids
+
+
+def jobs_expire_queued() -> int:
+    """Fail queued jobs that waited longer than the queue timeout for a node."""
+    limit = settings.COMFYROUTER_QUEUE_TIMEOUT
+    expired = Job.objects.queued().filter(created_at__lt=timezone.now() - timedelta(seconds=limit))
+    count = 0
+    for job in expired:
+        reason = f"No node could take this job in {limit} s"
+        count += _finish(
+            job, Job.State.FAILED, states=(Job.State.QUEUED,), error=f"{reason}{_why_no_node()}."
+        )
+    return count
+
+
+def _why_no_node() -> str:
+    nodes = list(Node.objects.filter(enabled=True))
+    if not nodes:
+        return " (no node is registered)"
+    offline = [n.name for n in nodes if n.status == Node.Status.OFFLINE]
+    if len(offline) == len(nodes):
+        return f" (every node is offline: {', '.join(offline)})"
+    return ""
+
+
+def nodes_reconcile_slots() -> None:
+    """Recount each node's used slots from the job table, correcting any drift."""
+    for node in Node.objects.all():
+        used = Job.objects.filter(node=node, state__in=IN_FLIGHT).count()
+        if used != node.running:
+            Node.objects.filter(id=node.id, running=node.running).update(running=used)
+
+
+def jobs_purge() -> int:
+    """Delete finished jobs (and their files) past the retention age or the history limit."""
+    finished = Job.objects.finished()
+    cutoff = timezone.now() - timedelta(days=settings.COMFYROUTER_JOB_RETENTION_DAYS)
+    old = set(finished.filter(finished_at__lt=cutoff).values_list("id", flat=True))
+    beyond = finished.order_by("-finished_at").values_list("id", flat=True)[
+        settings.COMFYROUTER_HISTORY_LIMIT :
+    ]
+    doomed = old | set(beyond)
+    for job in Job.objects.filter(id__in=doomed).prefetch_related("outputs"):
+        for output in job.outputs.all():
+            output.file.delete(save=False)
+        job.delete()
+    return len(doomed)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from generations import executor, services, webhooks
+from nodes.dispatch import claim_jobs
+
+
+@shared_task(ignore_result=True)
+def dispatch_jobs() -> None:
+    """Fill every free node slot with queued jobs."""
+    for job, _node in claim_jobs():
+        execute_job.delay_on_commit(str(job.id))
+
+
+# acks_late is safe: execute() takes a lease first and re-attaches instead of posting twice.
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def execute_job(job_id: str) -> None:
+    executor.execute(job_id)
+
+
+@shared_task(ignore_result=True)
+def sweep() -> None:
+    """Beat: expire, reap and recount, then dispatch; a lost message delays a job, never strands it."""
+    services.jobs_expire_queued()
+    for job_id in services.jobs_reap():
+        execute_job.delay(str(job_id))
+    services.nodes_reconcile_slots()
+    dispatch_jobs.delay()
+
+
+@shared_task(ignore_result=True)
+def purge_jobs() -> None:
+    services.jobs_purge()
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=None)
+def send_webhook(self, job_id: str) -> None:
+    delay = webhooks.deliver(job_id)
+    if delay is not None:
+        raise self.retry(countdown=delay)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from generations import views
+
+urlpatterns = [
+    path("api/jobs/", views.JobListApi.as_view(), name="job-list"),
+    path("api/jobs/<uuid:job_id>", views.JobDetailApi.as_view(), name="job-detail"),
+    path("api/jobs/<uuid:job_id>/cancel", views.JobCancelApi.as_view(), name="job-cancel"),
+    path("api/jobs/<uuid:job_id>/outputs/<int:index>", views.JobOutputApi.as_view(), name="job-output"),
+    path("preview/<uuid:job_id>", views.JobPreviewApi.as_view(), name="job-preview"),
+]
