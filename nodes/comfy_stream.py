@@ -1,0 +1,126 @@
+"""The /ws side of the ComfyUI client: one socket per clientId, yielding typed events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus, WebSocketException
+from websockets.sync.client import ClientConnection, connect
+
+from nodes.comfy_errors import ComfyError, ComfyRejected, ComfyTimeout, ComfyUnauthorized, ComfyUnavailable
+from nodes.comfy_events import (
+    BinaryText,
+    ComfyEvent,
+    FeatureFlags,
+    Preview,
+    Status,
+    UnknownEvent,
+    decode_binary,
+    decode_text,
+)
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+CLOSE_TIMEOUT = 2.0
+
+
+class EventStream:
+    """One /ws connection registered under a clientId; iterating yields typed events."""
+
+    def __init__(self, ws: ClientConnection, *, base_url: str, idle_timeout: float) -> None:
+        self._ws = ws
+        self.base_url = base_url
+        self.idle_timeout = idle_timeout
+
+    def recv(self, timeout: float | None = None) -> ComfyEvent:
+        """Next event; ComfyTimeout after `timeout` (default idle_timeout) s of silence."""
+        wait = self.idle_timeout if timeout is None else timeout
+        try:
+            frame = self._ws.recv(timeout=wait)
+        except TimeoutError as exc:
+            raise ComfyTimeout(f"no event from {self.base_url} for {wait:g} s") from exc
+        except ConnectionClosedOK as exc:
+            raise StreamClosed(f"{self.base_url} closed the event socket") from exc
+        except ConnectionClosedError as exc:
+            # A killed server ends the socket without a close frame, code 1006
+            # (ws/n_server_killed_mid_job.submitter.jsonl).
+            raise ComfyUnavailable(f"event socket to {self.base_url} dropped: {exc}") from exc
+        return decode_binary(frame) if isinstance(frame, bytes) else decode_text(frame)
+
+    def __iter__(self) -> Iterator[ComfyEvent]:
+        while True:
+            try:
+                yield self.recv()
+            except StreamClosed:
+                return
+
+    def close(self) -> None:
+        """Close the socket (ComfyUI then forgets this clientId)."""
+        self._ws.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class StreamClosed(ComfyUnavailable):
+    """The server closed the socket with a close frame."""
+
+
+def open_stream(
+    base_url: str,
+    client_id: str,
+    *,
+    headers: dict[str, str],
+    open_timeout: float,
+    idle_timeout: float,
+    preview_metadata: bool = False,
+) -> EventStream:
+    """Connect to <base_url>/ws?clientId=<client_id> with `headers` on the handshake."""
+    scheme, rest = base_url.split("://", 1)
+    url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={quote(client_id, safe='')}"
+    try:
+        ws = connect(
+            url,
+            additional_headers=headers,
+            open_timeout=open_timeout,
+            close_timeout=min(open_timeout, CLOSE_TIMEOUT),
+            max_size=MAX_FRAME_BYTES,
+            # With flow control, unread frames of a running job stall the close handshake until
+            # close_timeout; the frames are small and the server is ours, so buffer them all.
+            max_queue=None,
+            compression=None,
+        )
+    except InvalidStatus as exc:
+        raise _handshake_error(base_url, exc.response.status_code) from exc
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise ComfyUnavailable(f"cannot open {base_url}/ws: {exc}") from exc
+    if preview_metadata:
+        # Type-4 previews (with prompt_id) need this first (ws/m_ksampler_type4.submitter.jsonl).
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+    return EventStream(ws, base_url=base_url, idle_timeout=idle_timeout)
+
+
+def belongs(event: ComfyEvent, prompt_id: str) -> bool:
+    """Whether an event is part of this prompt's run on a socket opened for it."""
+    if isinstance(event, Status | FeatureFlags | BinaryText | UnknownEvent):
+        # Status is queue-wide; binary TEXT goes to every socket (ws/g_binary_text_frame.observer.jsonl).
+        return False
+    # The reconnect `executing` has no prompt_id (ws/h_reconnect.new_socket.jsonl); type-1 previews have
+    # none either but only go to the job's own socket (ws/m_ksampler_cold.observer.jsonl).
+    if isinstance(event, Preview):
+        return event.prompt_id in (None, prompt_id)
+    return getattr(event, "prompt_id", None) == prompt_id
+
+
+def _handshake_error(base_url: str, status: int) -> ComfyError:
+    if status in (401, 403):
+        return ComfyUnauthorized(
+            f"{base_url} refused the /ws handshake with {status}: missing or wrong token"
+        )
+    if status >= 500:
+        return ComfyUnavailable(f"{base_url} refused the /ws handshake with {status}")
+    return ComfyRejected(f"{base_url} refused the /ws handshake with {status}", status_code=status)
