@@ -21,15 +21,13 @@ The one `SaveImage` of each graph is titled `Save image [images]`: its output is
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from workflows_app.builtin import flux_txt2img, sd15_img2img, sd15_inpaint, sd15_txt2img, sdxl_txt2img
+from workflows_app.params import parse_title
 
 CALLER_SUPPLIED = frozenset({"prompt", "image", "mask"})
-
-_ONE_WIDGET_TAG = re.compile(r"\[(\w+):(\w+)\]")
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,10 @@ class BuiltinEndpoint:
 def exposed_inputs(graph: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """Exposed name → (node id, widget) for the one-widget tags of this package's graphs."""
     return {
-        name: (node_id, widget)
+        tag.name: (node_id, tag.widgets[0])
         for node_id, node in graph.items()
-        for name, widget in _ONE_WIDGET_TAG.findall(node.get("_meta", {}).get("title", ""))
+        for tag in parse_title(node.get("_meta", {}).get("title", "")).tags
+        if len(tag.widgets) == 1
     }
 
 
