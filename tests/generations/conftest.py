@@ -1,0 +1,87 @@
+"""Engine fixtures: a real Celery worker process, fake ComfyUI nodes on real ports, and waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import pytest
+import redis
+from django.conf import settings
+
+from generations.models import Job
+from nodes.models import Node
+from tests.fake_comfyui import FakeComfyUI
+from tests.workers import CeleryProcess, process_env, start_worker
+
+# Short engine timings so failure paths end in seconds; the worker process gets the same.
+ENGINE_SETTINGS = {
+    "COMFYROUTER_HEARTBEAT_INTERVAL": 1,
+    "COMFYROUTER_STALE_AFTER": 3,
+    "COMFYROUTER_IDLE_TIMEOUT": 5,
+    "COMFYROUTER_COMFY_TIMEOUT": 3,
+    "COMFYROUTER_QUEUE_TIMEOUT": 60,
+}
+
+
+@pytest.fixture
+def engine_settings(settings):
+    for name, value in ENGINE_SETTINGS.items():
+        setattr(settings, name, value)
+    return settings
+
+
+@pytest.fixture
+def worker_env(transactional_db, engine_settings) -> dict[str, str]:
+    # Messages left by an earlier test must not reach this test's worker.
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    return process_env(**{name: str(value) for name, value in ENGINE_SETTINGS.items()})
+
+
+@pytest.fixture
+def worker(worker_env):
+    process = start_worker(worker_env)
+    yield process
+    process.stop()
+    # Shown by pytest only when the test failed.
+    print("\n".join(["--- worker log ---", *process.lines[-200:]]))
+
+
+@pytest.fixture
+def fakes():
+    """A factory of fake ComfyUI servers, all stopped at the end of the test."""
+    started: list[FakeComfyUI] = []
+
+    def make(**knobs) -> FakeComfyUI:
+        fake = FakeComfyUI(**knobs).start()
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
+
+
+def register(fake: FakeComfyUI, name: str, **fields) -> Node:
+    """A node as the health check would leave it: idle, with the fake's model lists."""
+    fields.setdefault("status", Node.Status.IDLE)
+    fields.setdefault("health", {"models": fake.knobs.models})
+    return Node.objects.create(name=name, base_url=fake.url, **fields)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_finished(jobs: Iterable[Job], *, timeout: float = 30) -> list[Job]:
+    ids = [job.id for job in jobs]
+    done = Job.objects.filter(id__in=ids, state__in=Job.FINISHED_STATES)
+    wait_until(lambda: done.count() == len(ids), timeout=timeout, what=f"{len(ids)} job(s) to finish")
+    return list(Job.objects.filter(id__in=ids).select_related("node"))
+
+
+__all__ = ["CeleryProcess", "register", "wait_finished", "wait_until"]
