@@ -94,7 +94,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self.force = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the signal handler logs too, maybe inside log()
 
     def log(self, name: str, line: str) -> None:
         with self._lock:
@@ -102,7 +102,8 @@ class Supervisor:
             self.out.flush()
 
     def handle_signals(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal must not leave the children, each in its own session, running.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         become_subreaper()
 

@@ -6,6 +6,7 @@ Redis REDIS_URL names when it is set, the embedded one otherwise; they need no d
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import pytest
 from django.conf import settings
 
 from comfyrouter import embedded_redis
+from comfyrouter.supervisor import Supervisor
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +145,7 @@ def wait_until_running(router: Router) -> set[int]:
     return descendants(router.process.pid)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_stops_every_process_and_redis_last(router, signum):
     tree = wait_until_running(router)
     assert len(tree) >= (5 if EMBEDDED else 4)  # web, worker + its pool, beat (+ redis)
@@ -169,3 +171,19 @@ def test_a_crashed_child_stops_the_rest_and_fails_loudly(router):
     assert router.process.wait(timeout=60) == 1
     assert "beat was killed by SIGKILL; stopping the rest" in router.output
     assert alive(tree) == set()
+
+
+def test_a_process_group_that_ignores_sigterm_is_killed_after_the_timeout():
+    out = io.StringIO()
+    supervisor = Supervisor(env=os.environ, stop_timeout=0.5, out=out)
+    child = supervisor.spawn("stubborn", ["sh", "-c", "trap '' TERM; sleep 60 & echo started; wait"])
+    deadline = time.monotonic() + 10
+    while "stubborn | started" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = descendants(child.process.pid) | {child.process.pid}
+    assert len(tree) == 2
+
+    supervisor.stop_all()
+
+    assert alive(tree) == set()
+    assert "stubborn did not stop in time; killing it" in out.getvalue()

@@ -69,7 +69,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="bind address")
+        parser.add_argument("--host", default=settings.HOST, help="bind address")
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--concurrency", type=int, default=default_concurrency(), help="worker pool size")
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL")
