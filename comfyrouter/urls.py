@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .views import HealthApi
@@ -7,6 +7,7 @@ from .views import HealthApi
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("admin/", admin.site.urls),
+    path("api/nodes/", include("nodes.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

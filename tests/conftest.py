@@ -69,3 +69,20 @@ def operator_client(operator) -> APIClient:
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def fake_comfy():
+    """A protocol-faithful fake ComfyUI on a free 127.0.0.1 port."""
+    from tests.fake_comfyui import FakeComfyUI
+
+    with FakeComfyUI(port=0) as fake:
+        yield fake
+
+
+@pytest.fixture
+def node(db, fake_comfy):
+    """A node registered against `fake_comfy` (checked once at registration: idle, models known)."""
+    from nodes.services import node_create
+
+    return node_create(name="fake-1", base_url=fake_comfy.url)
