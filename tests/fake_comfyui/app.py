@@ -61,7 +61,10 @@ def build_app(fake: FakeComfyUI, rt: Runtime) -> web.Application:
     comfy = ComfyRoutes(rt)
     for method, path, handler in comfy.table():
         for prefix in ("", "/api"):
-            app.router.add_route(method, prefix + path, handler)
+            if method == "GET":
+                app.router.add_get(prefix + path, handler)  # GET routes answer HEAD too (get_view_cases.json)
+            else:
+                app.router.add_route(method, prefix + path, handler)
     control = ControlRoutes(fake)
     app.router.add_get("/_fake/stats", control.stats)
     app.router.add_post("/_fake/configure", control.configure)

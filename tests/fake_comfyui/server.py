@@ -32,7 +32,7 @@ def make_dirs() -> Dirs:
 
 
 class FakeComfyUI:
-    """A protocol-faithful ComfyUI 0.3.64 stand-in; see tests/fake_comfyui/README-less docstrings."""
+    """A protocol-faithful ComfyUI 0.3.64 stand-in; knobs, faults and counters are listed in __init__.py."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
         self.host = host
@@ -85,6 +85,7 @@ class FakeComfyUI:
         if self._loop is None:
             return
         self._call(self._down(graceful=True))
+        self._call(self._cancel_everything())
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -174,6 +175,14 @@ class FakeComfyUI:
             with self.stats.lock:
                 self.stats.restarts += 1
             await self._up()
+
+    async def _cancel_everything(self) -> None:
+        # A pending restart_after must not bring the server back after stop().
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _call(self, coro: Any) -> Any:
         assert self._loop is not None, "FakeComfyUI is not started"

@@ -107,20 +107,29 @@ class Validator:
         node = self.prompt[node_id]
         info = self.class_info(node["class_type"]) or {}
         inputs = node.setdefault("inputs", {})
-        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
-        required = info["input"].get("required", {})
         # Missing inputs first, then the present ones (multi-error case of the validation file).
         errors = [
             _error("required_input_missing", "Required input is missing", name, {"input_name": name})
-            for name in required
+            for name in info["input"].get("required", {})
             if name not in inputs
         ]
+        valid = self._check_inputs(node, info, errors)
+        custom = self._custom_error(node)
+        if custom:
+            errors.append(custom)
+        result = (not errors and valid, errors)
+        self.validated[node_id] = result
+        return result
+
+    def _check_inputs(self, node: dict[str, Any], info: dict[str, Any], errors: list[dict[str, Any]]) -> bool:
+        """Append per-input errors; False when a linked node failed validation."""
+        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
         valid = True
         for name, spec in specs.items():
-            if name not in inputs:
+            if name not in node["inputs"]:
                 continue
             config = [spec[0], spec[1] if len(spec) > 1 else {}]
-            value = inputs[name]
+            value = node["inputs"][name]
             if isinstance(value, list):
                 error, linked_ok = self._check_link(name, value, config)
                 valid = valid and linked_ok
@@ -128,21 +137,17 @@ class Validator:
                 error = self._check_value(node, name, value, config)
             if error:
                 errors.append(error)
-        custom = CUSTOM_VALIDATED.get(node["class_type"])
-        value = inputs.get(custom) if custom else None
-        if custom and value is not None and not isinstance(value, list) and not self.file_exists(str(value)):
-            details = f"{custom} - Invalid image file: {inputs[custom]}"
-            errors.append(
-                _error(
-                    "custom_validation_failed",
-                    "Custom validation failed for node",
-                    details,
-                    {"input_name": custom},
-                )
-            )
-        result = (not errors and valid, errors)
-        self.validated[node_id] = result
-        return result
+        return valid
+
+    def _custom_error(self, node: dict[str, Any]) -> dict[str, Any] | None:
+        name = CUSTOM_VALIDATED.get(node["class_type"])
+        value = node["inputs"].get(name) if name else None
+        if value is None or isinstance(value, list) or self.file_exists(str(value)):
+            return None
+        details = f"{name} - Invalid image file: {value}"
+        return _error(
+            "custom_validation_failed", "Custom validation failed for node", details, {"input_name": name}
+        )
 
     def _check_link(
         self, name: str, value: list[Any], config: list[Any]
@@ -192,26 +197,29 @@ class Validator:
         node["inputs"][name] = value
         if CUSTOM_VALIDATED.get(node["class_type"]) == name:
             return None
-        extra = {"input_name": name, "input_config": config, "received_value": value}
-        if "min" in options and value < options["min"]:
-            return _error(
-                "value_smaller_than_min", f"Value {value} smaller than min of {options['min']}", name, extra
-            )
-        if "max" in options and value > options["max"]:
-            return _error(
-                "value_bigger_than_max", f"Value {value} bigger than max of {options['max']}", name, extra
-            )
-        choices = options.get("options", []) if input_type == "COMBO" else input_type
-        is_combo = isinstance(input_type, list) or input_type == "COMBO"
-        if is_combo and isinstance(choices, list) and value not in choices:
-            # ComfyUI hides lists longer than 20 entries.
-            listing = f"(list of length {len(choices)})" if len(choices) > 20 else str(choices)
-            if len(choices) > 20:
-                extra["input_config"] = None
-            return _error(
-                "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listing}", extra
-            )
-        return None
+        return _range_or_choice_error(name, value, config)
+
+
+def _range_or_choice_error(name: str, value: Any, config: list[Any]) -> dict[str, Any] | None:
+    input_type, options = config
+    extra = {"input_name": name, "input_config": config, "received_value": value}
+    if "min" in options and value < options["min"]:
+        return _error(
+            "value_smaller_than_min", f"Value {value} smaller than min of {options['min']}", name, extra
+        )
+    if "max" in options and value > options["max"]:
+        return _error(
+            "value_bigger_than_max", f"Value {value} bigger than max of {options['max']}", name, extra
+        )
+    choices = options.get("options", []) if input_type == "COMBO" else input_type
+    is_combo = isinstance(input_type, list) or input_type == "COMBO"
+    if is_combo and isinstance(choices, list) and value not in choices:
+        # ComfyUI hides lists longer than 20 entries.
+        listing = f"(list of length {len(choices)})" if len(choices) > 20 else str(choices)
+        if len(choices) > 20:
+            extra["input_config"] = None
+        return _error("value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listing}", extra)
+    return None
 
 
 def convert(input_type: Any, value: Any) -> Any:

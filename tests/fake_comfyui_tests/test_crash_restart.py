@@ -45,7 +45,7 @@ async def test_crash_mid_sampling_drops_sockets_without_close_frame(fake: FakeCo
         with pytest.raises(AssertionError, match="socket ended"):
             await submitter.wait_for(lambda f: False)
     assert isinstance(submitter.closed_with, websockets.ConnectionClosedError)
-    assert submitter.closed_with.rcvd is None and submitter.closed_with.code == 1006
+    assert submitter.closed_with.rcvd is None and submitter.ws.close_code == 1006
     assert normalise_live(submitter.frames) == normalise_recorded(recorded)
     _, close_code = await asyncio.wait_for(ended, 5)
     await observer
