@@ -61,9 +61,7 @@ class Job(models.Model):
     input_files = models.ManyToManyField("generations.CachedFile", blank=True, related_name="jobs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
-    node = models.ForeignKey(
-        "nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
-    )
+    node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     client_id = models.CharField(max_length=64, blank=True)
     prompt_id = models.CharField(max_length=64, blank=True, db_index=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -36,8 +36,7 @@ def store_outputs(
             old.file.delete(save=False)
             old.delete()
         return [
-            _store(job, index, f, data, titles.get(f.node_id, ""))
-            for index, (f, data) in enumerate(downloaded)
+            _store(job, index, f, data, titles.get(f.node_id, "")) for index, (f, data) in enumerate(downloaded)
         ]
 
 

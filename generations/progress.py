@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import redis
@@ -133,3 +135,40 @@ def latest_preview(job_id: Any) -> bytes | None:
         return _redis().get(preview_key(job_id))
     except redis.RedisError:
         return None
+
+
+def done_channel(job_id: Any) -> str:
+    return f"comfyrouter:done:{job_id}"
+
+
+def notify_finished(job_id: Any) -> None:
+    """Wake every HTTP caller waiting for this job (see wait_finished)."""
+    try:
+        _redis().publish(done_channel(job_id), b"1")
+    except redis.RedisError:
+        log.warning("could not announce the end of job %s", job_id, exc_info=True)
+
+
+def wait_finished(job_id: Any, *, timeout: float, is_finished: Callable[[], bool]) -> bool:
+    """Block until the job ends or `timeout` passes; True if it ended. Falls back to polling."""
+    deadline = time.monotonic() + timeout
+    try:
+        pubsub = _redis().pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(done_channel(job_id))
+    except redis.RedisError:
+        pubsub = None
+    try:
+        # Checked after subscribing: a job ending in between is then seen one way or the other.
+        while not is_finished():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait = min(remaining, 1.0)  # re-check now and then: a lost message costs at most a second
+            if pubsub is None:
+                time.sleep(min(wait, 0.2))
+            else:
+                pubsub.get_message(timeout=wait)
+        return True
+    finally:
+        if pubsub is not None:
+            pubsub.close()

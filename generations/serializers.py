@@ -75,3 +75,31 @@ class JobDetail(serializers.ModelSerializer):
 def job_json(job: Job, request=None) -> dict[str, Any]:
     """The job as every API and webhook shows it."""
     return JobDetail(job, context={"request": request}).data
+
+
+class WaitField(serializers.Field):
+    """`false` (default), `true` (the endpoint's longest wait) or a number of seconds."""
+
+    default_error_messages = {"invalid": "Must be true, false or a number of seconds ≥ 0."}
+
+    def to_internal_value(self, data: Any) -> float | bool:
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, int | float) and data >= 0:
+            return float(data)
+        self.fail("invalid")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class EndpointRunInput(serializers.Serializer):
+    inputs = serializers.DictField(required=False, default=dict, help_text="The endpoint's inputs.")
+    wait = WaitField(required=False, default=False)
+    webhook_url = serializers.URLField(required=False, default="", max_length=2000)
+    priority = serializers.IntegerField(required=False, default=0, min_value=-10, max_value=10)
+
+    def validate_webhook_url(self, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise serializers.ValidationError("Only http and https webhooks are supported.")
+        return url

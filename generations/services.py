@@ -107,9 +107,7 @@ def job_lease(*, job_id: Any, worker: str) -> Job | None:
 def job_heartbeat(*, job: Job) -> bool:
     """Refresh the lease; False when the job has ended or another worker took it over."""
     return bool(
-        Job.objects.filter(id=job.id, worker=job.worker, state__in=IN_FLIGHT).update(
-            heartbeat_at=timezone.now()
-        )
+        Job.objects.filter(id=job.id, worker=job.worker, state__in=IN_FLIGHT).update(heartbeat_at=timezone.now())
     )
 
 
@@ -122,9 +120,7 @@ def job_submitting(*, job: Job, prompt_id: str, client_id: str) -> None:
 
 def job_started(*, job: Job) -> None:
     now = timezone.now()
-    if Job.objects.filter(id=job.id, state=Job.State.ASSIGNED).update(
-        state=Job.State.RUNNING, started_at=now
-    ):
+    if Job.objects.filter(id=job.id, state=Job.State.ASSIGNED).update(state=Job.State.RUNNING, started_at=now):
         job.state, job.started_at = Job.State.RUNNING, now
         _publish_state(job)
 
@@ -205,6 +201,7 @@ def _finished(job_id: Any) -> None:
     from generations.tasks import send_webhook
 
     job = Job.objects.get(id=job_id)
+    progress.notify_finished(job.id)
     _publish_state(job)
     if job.webhook_url:
         send_webhook.delay(str(job.id))
@@ -218,9 +215,7 @@ def _learn(job: Job) -> None:
 
     seconds = (job.finished_at - job.started_at).total_seconds()
     node = Node.objects.get(id=job.node_id)
-    node.avg_job_seconds = (
-        seconds if node.avg_job_seconds is None else 0.8 * node.avg_job_seconds + 0.2 * seconds
-    )
+    node.avg_job_seconds = seconds if node.avg_job_seconds is None else 0.8 * node.avg_job_seconds + 0.2 * seconds
     node.loaded_checkpoint = primary_checkpoint(job.prompt) or node.loaded_checkpoint
     node.save(update_fields=["avg_job_seconds", "loaded_checkpoint"])
 
@@ -258,9 +253,7 @@ def jobs_expire_queued() -> int:
     count = 0
     for job in expired:
         reason = f"No node could take this job in {limit} s"
-        count += _finish(
-            job, Job.State.FAILED, states=(Job.State.QUEUED,), error=f"{reason}{_why_no_node()}."
-        )
+        count += _finish(job, Job.State.FAILED, states=(Job.State.QUEUED,), error=f"{reason}{_why_no_node()}.")
     return count
 
 
@@ -287,9 +280,7 @@ def jobs_purge() -> int:
     finished = Job.objects.finished()
     cutoff = timezone.now() - timedelta(days=settings.COMFYROUTER_JOB_RETENTION_DAYS)
     old = set(finished.filter(finished_at__lt=cutoff).values_list("id", flat=True))
-    beyond = finished.order_by("-finished_at").values_list("id", flat=True)[
-        settings.COMFYROUTER_HISTORY_LIMIT :
-    ]
+    beyond = finished.order_by("-finished_at").values_list("id", flat=True)[settings.COMFYROUTER_HISTORY_LIMIT :]
     doomed = old | set(beyond)
     for job in Job.objects.filter(id__in=doomed).prefetch_related("outputs"):
         for output in job.outputs.all():

@@ -7,5 +7,6 @@ urlpatterns = [
     path("api/jobs/<uuid:job_id>", views.JobDetailApi.as_view(), name="job-detail"),
     path("api/jobs/<uuid:job_id>/cancel", views.JobCancelApi.as_view(), name="job-cancel"),
     path("api/jobs/<uuid:job_id>/outputs/<int:index>", views.JobOutputApi.as_view(), name="job-output"),
+    path("api/endpoints/<slug:slug>/run", views.EndpointRunApi.as_view(), name="endpoint-run"),
     path("preview/<uuid:job_id>", views.JobPreviewApi.as_view(), name="job-preview"),
 ]

@@ -10,9 +10,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comfyrouter.models import ApiKey
 from generations import progress, services
 from generations.models import Job
-from generations.serializers import JobDetail, job_json
+from generations.serializers import EndpointRunInput, JobDetail, job_json
+from workflows_app.models import Endpoint
+from workflows_app.render import InputError
+from workflows_app.services import endpoint_prompt
 
 
 def visible_jobs(request: Request):
@@ -72,9 +76,7 @@ class JobOutputApi(APIView):
     def get(self, request: Request, job_id, index: int) -> FileResponse:
         job = get_object_or_404(visible_jobs(request), id=job_id)
         output = get_object_or_404(job.outputs, index=index)
-        return FileResponse(
-            output.file.open("rb"), content_type=output.content_type, filename=output.filename
-        )
+        return FileResponse(output.file.open("rb"), content_type=output.content_type, filename=output.filename)
 
 
 class JobPreviewApi(APIView):
@@ -83,9 +85,7 @@ class JobPreviewApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(
-        responses={(200, "image/jpeg"): bytes}, parameters=[OpenApiParameter("job_id", str, "path")]
-    )
+    @extend_schema(responses={(200, "image/jpeg"): bytes}, parameters=[OpenApiParameter("job_id", str, "path")])
     def get(self, request: Request, job_id) -> HttpResponse:
         image = progress.latest_preview(job_id)
         if image is None:
@@ -93,3 +93,49 @@ class JobPreviewApi(APIView):
         response = HttpResponse(image, content_type="image/jpeg")
         response["Cache-Control"] = "no-store"
         return response
+
+
+class EndpointRunApi(APIView):
+    """Queue a job on an endpoint; with `wait`, answer with the outputs if it ends in time."""
+
+    @extend_schema(request=EndpointRunInput, responses={200: JobDetail, 202: JobDetail})
+    def post(self, request: Request, slug: str) -> Response:
+        endpoint = get_object_or_404(Endpoint.objects.enabled().select_related("version"), slug=slug)
+        run = EndpointRunInput(data=request.data)
+        run.is_valid(raise_exception=True)
+        data = run.validated_data
+        try:
+            prompt, values = endpoint_prompt(endpoint=endpoint, inputs=data["inputs"])
+            job = services.job_create(
+                prompt=prompt, inputs=values, endpoint=endpoint, owner=request.user, api_key=api_key_of(request),
+                priority=data["priority"], webhook_url=data["webhook_url"],
+                idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+            )  # fmt: skip
+        except InputError as exc:
+            return Response({"detail": "Invalid inputs.", "code": "invalid_inputs", "errors": exc.problems}, 400)
+        except services.QueueFull as exc:
+            return queue_full(exc)
+        return job_response(request, job, wait=data["wait"], longest=endpoint.max_wait)
+
+
+def queue_full(exc: services.QueueFull) -> Response:
+    body = {"detail": str(exc), "code": "queue_full"}
+    return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
+
+
+def api_key_of(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def job_response(request: Request, job: Job, *, wait: float | bool, longest: int) -> Response:
+    """200 with the finished job if it ends within `wait`, else 202 with where to follow it."""
+    seconds = longest if wait is True else min(float(wait), longest)
+    if seconds and not job.is_finished:
+        progress.wait_finished(
+            job.id, timeout=seconds, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
+        )
+        job.refresh_from_db()
+    body = job_json(job, request)
+    response = Response(body, status=200 if job.is_finished else 202)
+    response["Location"] = body["links"]["self"]
+    return response

@@ -51,6 +51,11 @@ _BUILTIN_VAES = frozenset({"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"}
 Models = frozenset[tuple[str, str]]  # (folder, filename) pairs
 
 
+def model_folder(class_type: Any, input_name: str) -> str | None:
+    """The models folder an input of this node class names a file of, or None."""
+    return _CLASS_INPUT_FOLDERS.get((class_type, input_name)) or _INPUT_FOLDERS.get(input_name)
+
+
 def required_models(graph: Mapping[str, Any]) -> dict[str, set[str]]:
     """Model files an API-format graph loads, by ComfyUI folder name."""
     found: dict[str, set[str]] = {}
@@ -60,7 +65,7 @@ def required_models(graph: Mapping[str, Any]) -> dict[str, set[str]]:
         if not isinstance(inputs, Mapping):
             continue
         for name, value in inputs.items():
-            folder = _CLASS_INPUT_FOLDERS.get((node.get("class_type"), name)) or _INPUT_FOLDERS.get(name)
+            folder = model_folder(node.get("class_type"), name)
             # A list value is a link to another node's output, not a file name.
             if not folder or not isinstance(value, str) or not value:
                 continue

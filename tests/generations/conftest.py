@@ -85,3 +85,13 @@ def wait_finished(jobs: Iterable[Job], *, timeout: float = 30) -> list[Job]:
 
 
 __all__ = ["CeleryProcess", "register", "wait_finished", "wait_until"]
+
+
+@pytest.fixture
+def builtin_endpoints(transactional_db):
+    """The built-in endpoints, published again: transactional tests flush the migration's rows."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("workflows_app.migrations.0002_builtin_endpoints").create_builtins(apps, None)
