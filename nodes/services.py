@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from nodes.health import NodeHealth, ProbeFailed, probe_node
@@ -136,6 +137,18 @@ def node_record_failure(*, node: Node, error: str) -> Node:
     node.refresh_from_db()
     if node.consecutive_failures >= settings.COMFYROUTER_OFFLINE_AFTER:
         _change_status(node, Status.OFFLINE, only_from={Status.IDLE, Status.BUSY})
+    return node
+
+
+def node_mark_lost(*, node: Node, error: str) -> Node:
+    """A worker lost the node mid-job: offline at once, until a health check succeeds again."""
+    Node.objects.filter(id=node.id).update(
+        consecutive_failures=Greatest(F("consecutive_failures"), settings.COMFYROUTER_OFFLINE_AFTER),
+        last_error=error[:2000],
+        last_checked_at=timezone.now(),
+    )
+    node.refresh_from_db()
+    _change_status(node, Status.OFFLINE, only_from={Status.IDLE, Status.BUSY})
     return node
 
 
