@@ -2,11 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from .views import HealthApi
+from .views import HealthApi, MeApi
+
+handler400 = "comfyrouter.errors.handler400"
+handler403 = "comfyrouter.errors.handler403"
+handler404 = "comfyrouter.errors.handler404"
+handler500 = "comfyrouter.errors.handler500"
 
 urlpatterns = [
     path("health", HealthApi.as_view(), name="health"),
     path("admin/", admin.site.urls),
+    path("api/me", MeApi.as_view(), name="me"),
     path("api/nodes/", include("nodes.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

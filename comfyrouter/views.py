@@ -13,6 +13,9 @@ from rest_framework.views import APIView
 
 from nodes.models import Node
 
+from .auth import ApiKeyAuthentication, BasicAuthentication
+from .models import ApiKey
+
 
 def check_database() -> str:
     try:
@@ -64,3 +67,36 @@ class HealthApi(APIView):
         healthy = db == "ok" and rds == "ok"
         body = {"status": "ok" if healthy else "degraded", "db": db, "redis": rds, "nodes": node_counts()}
         return Response(body, status=200 if healthy else 503)
+
+
+def auth_method(request: Request) -> str:
+    """How the request authenticated: "api_key", "basic" or "session"."""
+    authenticator = request.successful_authenticator
+    if isinstance(authenticator, ApiKeyAuthentication):
+        return "api_key"
+    return "basic" if isinstance(authenticator, BasicAuthentication) else "session"
+
+
+class MeApi(APIView):
+    """Who the credentials belong to: lets API consumers check a key or a password."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "username": serializers.CharField(),
+                "is_staff": serializers.BooleanField(),
+                "auth": serializers.ChoiceField(choices=["api_key", "basic", "session"]),
+                "key_prefix": serializers.CharField(allow_null=True),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        key = request.auth if isinstance(request.auth, ApiKey) else None
+        body = {
+            "username": request.user.get_username(),
+            "is_staff": request.user.is_staff,
+            "auth": auth_method(request),
+            "key_prefix": key.prefix if key else None,
+        }
+        return Response(body)

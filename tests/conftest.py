@@ -9,6 +9,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from comfyrouter import embedded_redis
+from comfyrouter.services import api_key_create
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -69,6 +70,29 @@ def operator_client(operator) -> APIClient:
 @pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def api_key(user):
+    """alice's API key: (ApiKey, raw key). The raw key exists only here, as in real use."""
+    return api_key_create(owner=user, name="tests")
+
+
+@pytest.fixture
+def key_client(api_key) -> APIClient:
+    """alice's client sending her API key as `Authorization: Bearer`, like the openai SDK."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    return client
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """MD5 for passwords made in tests: PBKDF2 costs ~0.3 s per hash and per Basic-auth request.
+
+    The real hashers stay listed, so hashes made elsewhere still verify.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 @pytest.fixture
