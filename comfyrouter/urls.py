@@ -16,4 +16,5 @@ urlpatterns = [
     path("api/nodes/", include("nodes.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("generations.urls")),
 ]
