@@ -19,9 +19,7 @@ def main() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    fake = FakeComfyUI(
-        host=args.host, port=args.port, step_time=args.step_time, node_time=args.node_time
-    ).start()
+    fake = FakeComfyUI(host=args.host, port=args.port, step_time=args.step_time, node_time=args.node_time).start()
     print(f"fake ComfyUI ready on {fake.url}", flush=True)
     stop.wait()
     fake.stop()

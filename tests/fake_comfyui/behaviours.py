@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from . import images
+from .validation import annotated_path
 
 GREY = 0x808080
 SAMPLER_CLASSES = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
@@ -60,8 +61,9 @@ def _convert(value: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     return {**value, "kind": kind}
 
 
-def _load_image(values: dict[str, Any], input_dir: str) -> list[Any]:
-    path = os.path.join(input_dir, str(values.get("image", "")))
+def _load_image(values: dict[str, Any], dirs: dict[str, str]) -> list[Any]:
+    name, directory = annotated_path(str(values.get("image", "")), dirs)
+    path = os.path.join(directory or dirs["input"], name)
     try:
         width, height = images.image_size(path)
     except Exception as ex:
@@ -86,14 +88,14 @@ def _scaled(values: dict[str, Any]) -> dict[str, Any] | None:
     return {**source, "width": width, "height": height}
 
 
-def evaluate(class_type: str, info: dict[str, Any], values: dict[str, Any], input_dir: str) -> list[Any]:
+def evaluate(class_type: str, info: dict[str, Any], values: dict[str, Any], dirs: dict[str, str]) -> list[Any]:
     """Output values of one node, one per output slot."""
     if class_type == "EmptyImage":
         return [image(values["width"], values["height"], values["batch_size"], values["color"])]
     if class_type.startswith("Empty") and "LATENT" in info["output"]:
         return [latent(values.get("width", 512), values.get("height", 512), values.get("batch_size", 1))]
     if class_type in ("LoadImage", "LoadImageMask"):
-        return _load_image(values, input_dir)[: len(info["output"])]
+        return _load_image(values, dirs)[: len(info["output"])]
     if class_type == "ImageInvert":
         source = _first(values, "image")
         return [source and {**source, "color": 0xFFFFFF - source["color"]}]

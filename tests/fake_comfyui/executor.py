@@ -13,9 +13,7 @@ from . import behaviours, images, outputs
 from .behaviours import NodeError
 from .runtime import Runtime
 
-FAKE_TRACEBACK = [
-    '  File "/opt/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui = ...\n'
-]
+FAKE_TRACEBACK = ['  File "/opt/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui = ...\n']
 
 
 class Interrupted(Exception):
@@ -176,7 +174,7 @@ class PromptRun:
             await self.sample(node_id, class_type)
         elif self.rt.knobs.node_time > 0:
             await asyncio.sleep(self.rt.knobs.node_time)
-        self.values[node_id] = behaviours.evaluate(class_type, info, values, self.rt.dirs.input)
+        self.values[node_id] = behaviours.evaluate(class_type, info, values, self.rt.dirs.as_dict())
         ui = outputs.node_ui(self.rt, self, node_id, class_type, info, values)
         self.rt.cache[key] = (self.values[node_id], ui)
         self.emit_executed(node_id, ui)
@@ -309,9 +307,7 @@ class PromptRun:
         )
 
 
-def execution_order(
-    prompt: dict[str, Any], outputs: list[str], cached: set[str], is_output: Any
-) -> list[str]:
+def execution_order(prompt: dict[str, Any], outputs: list[str], cached: set[str], is_output: Any) -> list[str]:
     """ComfyUI's ExecutionList order: stack-built pending set, ux_friendly_pick_node (ws/m_ksampler_cold)."""
     pending: dict[str, None] = {}
     blocking: dict[str, dict[str, None]] = {}

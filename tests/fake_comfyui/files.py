@@ -107,15 +107,11 @@ async def upload_image(rt: Runtime, request: web.Request) -> web.Response:
         with open(path, "wb") as f:
             f.write(content)
     with rt.stats.lock:
-        rt.stats.uploads.append(
-            {"name": filename, "subfolder": subfolder, "type": kind, "size": len(content)}
-        )
+        rt.stats.uploads.append({"name": filename, "subfolder": subfolder, "type": kind, "size": len(content)})
     return web.json_response({"name": filename, "subfolder": subfolder, "type": kind})
 
 
-def _free_name(
-    folder: str, filename: str, path: str, content: bytes, overwrite: Any
-) -> tuple[str, str, bool]:
+def _free_name(folder: str, filename: str, path: str, content: bytes, overwrite: Any) -> tuple[str, str, bool]:
     """Same bytes -> same name, no write; other bytes -> 'name (1).ext', 'name (2).ext'..."""
     if overwrite in ("true", "1"):
         return filename, path, False

@@ -38,18 +38,12 @@ class Hub:
         while True:
             sid, payload = await self.outbox.get()
             targets = (
-                list(self.sockets.values())
-                if sid is None
-                else [self.sockets[sid]]
-                if sid in self.sockets
-                else []
+                list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
             )
             for ws in targets:
                 await _send(ws, payload)
 
-    async def handle(
-        self, request: web.Request, status: Callable[[], dict[str, Any]]
-    ) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request, status: Callable[[], dict[str, Any]]) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         sid = request.rel_url.query.get("clientId", "")

@@ -24,9 +24,7 @@ def node_ui(
         return None
     metadata = {"prompt": run.prompt, **(run.extra.get("extra_pnginfo") or {})}
     if "filename_prefix" in values:
-        files = save_images(
-            rt.dirs.output, str(values["filename_prefix"]), values["images"], metadata, "output"
-        )
+        files = save_images(rt.dirs.output, str(values["filename_prefix"]), values["images"], metadata, "output")
     else:
         prefix = images.temp_prefix()
         files = save_images(rt.dirs.temp, prefix, values["images"], metadata, "temp")
@@ -42,9 +40,7 @@ def save_images(
     files = []
     for batch_number in range(image["batch"]):
         filename = f"{name.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-        images.write_png(
-            os.path.join(folder, filename), image["width"], image["height"], image["color"], metadata
-        )
+        images.write_png(os.path.join(folder, filename), image["width"], image["height"], image["color"], metadata)
         files.append({"filename": filename, "subfolder": subfolder, "type": kind})
         counter += 1
     return files

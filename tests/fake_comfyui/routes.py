@@ -143,9 +143,13 @@ class ComfyRoutes:
         with rt.stats.lock:
             rt.stats.prompts_received += 1
             rt.stats.received_prompts.append(body)
+        # The response goes out before any WS frame about the job (timing_summary.json: WS before HTTP 0/200).
+        response = web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        await response.prepare(request)
+        await response.write_eof()
         rt.broadcast_status()
         rt.wakeup.set()
-        return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": node_errors})
+        return response
 
     def _rejected(self, body: dict[str, Any]) -> web.Response:
         with self.rt.stats.lock:

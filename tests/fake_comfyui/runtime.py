@@ -28,9 +28,7 @@ class Dirs:
 class Runtime:
     """Queue, history, execution cache and socket table of one (re)start of the server."""
 
-    def __init__(
-        self, knobs: Knobs, stats: Stats, dirs: Dirs, on_crash: Callable[[float | None], None]
-    ) -> None:
+    def __init__(self, knobs: Knobs, stats: Stats, dirs: Dirs, on_crash: Callable[[float | None], None]) -> None:
         self.knobs = knobs
         self.stats = stats
         self.dirs = dirs
@@ -90,7 +88,4 @@ def _fault_matches(fault: dict[str, Any], where: dict[str, Any]) -> bool:
         return False
     if "at_step" not in fault and where.get("at_step") is not None:
         return False
-    for key in ("node", "class_type"):
-        if key in fault and str(fault[key]) != str(where.get(key)):
-            return False
-    return True
+    return all(key not in fault or str(fault[key]) == str(where.get(key)) for key in ("node", "class_type"))

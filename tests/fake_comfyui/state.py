@@ -38,9 +38,7 @@ class Knobs:
     node_time: float = 0.0
     steps_override: int | None = None
     previews: bool = True
-    models: dict[str, list[str]] = field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()}
-    )
+    models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
     require_token: str | None = None
     fault: dict[str, Any] | None = None
 
@@ -88,6 +86,9 @@ class Stats:
     request_log: list[tuple[str, str]] = field(default_factory=list)
     requests_per_path: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.snapshot()[key]
 
     def log_request(self, method: str, path: str) -> None:
         with self.lock:

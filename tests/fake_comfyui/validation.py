@@ -27,9 +27,7 @@ MISSING_NODE_TRACEBACK = [
 ]
 
 
-def _error(
-    type_: str, message: str, details: str, extra_info: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def _error(type_: str, message: str, details: str, extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": type_, "message": message, "details": details, "extra_info": extra_info or {}}
 
 
@@ -70,7 +68,7 @@ class Validator:
         for output_id in outputs:
             try:
                 valid, reasons = self.validate_node(output_id)
-            except KeyError as ex:
+            except Exception as ex:  # ComfyUI turns any validator crash into exception_during_validation
                 valid, reasons = False, [self._exception_reason(ex)]
                 self.validated[output_id] = (False, reasons)
             if valid:
@@ -97,8 +95,8 @@ class Validator:
         return False, error, [], node_errors
 
     @staticmethod
-    def _exception_reason(ex: KeyError) -> dict[str, Any]:
-        extra = {"exception_type": "KeyError", "traceback": list(MISSING_NODE_TRACEBACK)}
+    def _exception_reason(ex: Exception) -> dict[str, Any]:
+        extra = {"exception_type": type(ex).__name__, "traceback": list(MISSING_NODE_TRACEBACK)}
         return _error("exception_during_validation", "Exception when validating node", str(ex), extra)
 
     def validate_node(self, node_id: str) -> tuple[bool, list[dict[str, Any]]]:
@@ -149,9 +147,7 @@ class Validator:
             "custom_validation_failed", "Custom validation failed for node", details, {"input_name": name}
         )
 
-    def _check_link(
-        self, name: str, value: list[Any], config: list[Any]
-    ) -> tuple[dict[str, Any] | None, bool]:
+    def _check_link(self, name: str, value: list[Any], config: list[Any]) -> tuple[dict[str, Any] | None, bool]:
         if len(value) != 2:
             extra = {"input_name": name, "input_config": config, "received_value": value}
             message = "Bad linked input, must be a length-2 list of [node_id, slot_index]"
@@ -204,13 +200,9 @@ def _range_or_choice_error(name: str, value: Any, config: list[Any]) -> dict[str
     input_type, options = config
     extra = {"input_name": name, "input_config": config, "received_value": value}
     if "min" in options and value < options["min"]:
-        return _error(
-            "value_smaller_than_min", f"Value {value} smaller than min of {options['min']}", name, extra
-        )
+        return _error("value_smaller_than_min", f"Value {value} smaller than min of {options['min']}", name, extra)
     if "max" in options and value > options["max"]:
-        return _error(
-            "value_bigger_than_max", f"Value {value} bigger than max of {options['max']}", name, extra
-        )
+        return _error("value_bigger_than_max", f"Value {value} bigger than max of {options['max']}", name, extra)
     choices = options.get("options", []) if input_type == "COMBO" else input_type
     is_combo = isinstance(input_type, list) or input_type == "COMBO"
     if is_combo and isinstance(choices, list) and value not in choices:

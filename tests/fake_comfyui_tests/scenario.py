@@ -57,9 +57,7 @@ class Replay:
             live, expected = normalise_live(frames), normalise_recorded(recorded)
             for index, (got, want) in enumerate(zip(live, expected, strict=False)):
                 assert got == want, f"{self.name}.{role} frame {index}: {got} != {want}"
-            assert len(live) == len(expected), (
-                f"{self.name}.{role}: {len(live)} frames, recorded {len(expected)}"
-            )
+            assert len(live) == len(expected), f"{self.name}.{role}: {len(live)} frames, recorded {len(expected)}"
 
 
 def prompt_body(header: dict[str, Any], key: str = "post_prompt") -> dict[str, Any]:

@@ -48,9 +48,7 @@ def _upload_all(client: httpx.Client) -> None:
         response = client.post(case["request"]["path"], files=files or None, data=data)
         recorded = case["response"]
         assert response.status_code == recorded["status"], case.get("note")
-        assert response.headers.get("Content-Type") == recorded["headers"].get("Content-Type"), case.get(
-            "note"
-        )
+        assert response.headers.get("Content-Type") == recorded["headers"].get("Content-Type"), case.get("note")
         if "json" in recorded:
             assert response.json() == recorded["json"], case.get("note")
 
@@ -80,9 +78,7 @@ def test_view_cases(fake: FakeComfyUI) -> None:
         response = client.post("/prompt", json=prompt_body(ws_trace("a_success.submitter")[0]))
         fake.wait_idle()
         prompt_id = response.json()["prompt_id"]
-        temp_name = client.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]["4"]["images"][0][
-            "filename"
-        ]
+        temp_name = client.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]["4"]["images"][0]["filename"]
         for case in http_trace("get_view_cases.json"):
             request, recorded = case["request"], case["response"]
             path = _view_path(request["path"], temp_name)
@@ -107,9 +103,7 @@ def test_view_cases(fake: FakeComfyUI) -> None:
 
 
 def test_save_image_subfolder_prefix(fake: FakeComfyUI) -> None:
-    recorded = next(
-        iter(http_trace("get_history_success_subfolder_output.json")["response"]["json"].values())
-    )
+    recorded = next(iter(http_trace("get_history_success_subfolder_output.json")["response"]["json"].values()))
     graph = recorded["prompt"][2]
     with httpx.Client(base_url=fake.url) as client:
         prompt_id = client.post("/prompt", json={"prompt": graph, "client_id": "clientH"}).json()["prompt_id"]
@@ -119,8 +113,6 @@ def test_save_image_subfolder_prefix(fake: FakeComfyUI) -> None:
         image = entry["outputs"]["2"]["images"][0]
         view = client.get("/view", params=image)
     view_recorded = http_trace("get_view_subfolder_output.json")["response"]
-    assert (
-        view.status_code == 200 and view.headers["Content-Type"] == view_recorded["headers"]["Content-Type"]
-    )
+    assert view.status_code == 200 and view.headers["Content-Type"] == view_recorded["headers"]["Content-Type"]
     with Image.open(io.BytesIO(view.content)) as png:
         assert png.size == (32, 32)

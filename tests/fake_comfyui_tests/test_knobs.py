@@ -126,9 +126,7 @@ def test_counters_and_control_routes(fake: FakeComfyUI) -> None:
         fake.wait_idle()
         stats = client.get("/_fake/stats").json()
     assert fake.knobs.step_time == 0.01 and fake.knobs.previews is False
-    assert stats["prompts_received"] == 1 and stats["interrupts"] == [
-        {"prompt_id": "nope", "effective": False}
-    ]
+    assert stats["prompts_received"] == 1 and stats["interrupts"] == [{"prompt_id": "nope", "effective": False}]
     assert stats["requests_per_path"]["/prompt"] == 1
     assert ("POST", "/interrupt") in fake.request_log
     assert stats["queue_remaining"] == 0 and stats["history_size"] == 1

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 PROTOCOL_DIR = Path(
-    os.environ.get(
-        "COMFYUI_PROTOCOL_DIR", Path(__file__).resolve().parents[3] / "shared" / "comfyui-protocol"
-    )
+    os.environ.get("COMFYUI_PROTOCOL_DIR", Path(__file__).resolve().parents[3] / "shared" / "comfyui-protocol")
 )
 
 
