@@ -180,6 +180,8 @@ STORAGES = {
 }
 
 LOGIN_URL = "/admin/login/"
+# Messages stay server-side: the admin shows a new API key once through one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # Bounded request bodies: Django refuses bigger ones with 400 before a view reads them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("COMFYROUTER_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
@@ -243,9 +245,9 @@ COMFYROUTER_HISTORY_LIMIT = env_int("COMFYROUTER_HISTORY_LIMIT", 100_000, minimu
 COMFYROUTER_WEBHOOK_MAX_ATTEMPTS = env_int("COMFYROUTER_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 # Absolute base of links in webhook bodies and API answers made outside a request.
 COMFYROUTER_PUBLIC_URL = env_str("COMFYROUTER_PUBLIC_URL", f"http://{HOST}:{PORT}").rstrip("/")
-COMFYROUTER_WEBHOOK_SECRET = env_str("COMFYROUTER_WEBHOOK_SECRET") or hashlib.sha256(
-    f"webhook:{SECRET_KEY}".encode()
-).hexdigest()
+COMFYROUTER_WEBHOOK_SECRET = (
+    env_str("COMFYROUTER_WEBHOOK_SECRET") or hashlib.sha256(f"webhook:{SECRET_KEY}".encode()).hexdigest()
+)
 
 CELERY_BEAT_SCHEDULE.update(
     {

@@ -23,9 +23,12 @@ MAX_BACKOFF_SECONDS = 600
 
 
 def signing_secret(job: Job) -> str:
-    """The API key's webhook secret, or the server-wide one for jobs submitted with a password."""
-    if job.api_key is not None and job.api_key.webhook_secret:
-        return job.api_key.webhook_secret
+    """Per API key: the hex SHA-256 of the key, which its holder can derive and we store anyway.
+
+    Jobs submitted with a password are signed with the server-wide COMFYROUTER_WEBHOOK_SECRET.
+    """
+    if job.api_key is not None:
+        return job.api_key.key_hash
     return settings.COMFYROUTER_WEBHOOK_SECRET
 
 
