@@ -255,3 +255,6 @@ CELERY_BEAT_SCHEDULE.update(
         "purge-jobs": {"task": "generations.tasks.purge_jobs", "schedule": 3600.0},
     }
 )
+
+# Input files.
+COMFYROUTER_MAX_DOWNLOAD_BYTES = env_int("COMFYROUTER_MAX_DOWNLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from generations import outputs, progress, services
+from generations import files, outputs, progress, services
 from generations.models import Job
 from nodes import comfy
 from nodes.comfy import ComfyClient
@@ -101,10 +101,17 @@ class JobRun:
         services.job_submitting(job=job, prompt_id=prompt_id, client_id=client_id)
         with self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT) as stream:
             self.stream = stream
+            self._upload_inputs()
             self.client.queue_prompt(job.prompt, client_id=client_id, prompt_id=prompt_id)
             return self.client.wait(
                 stream, prompt_id, on_event=self.on_event, timeout=settings.COMFYROUTER_JOB_TIMEOUT
             )
+
+    def _upload_inputs(self) -> None:
+        """Send the job's input files, named by content hash: ComfyUI keeps one copy of identical bytes."""
+        for entry in self.job.input_files.all():
+            with entry.file.open("rb") as fh:
+                self.client.upload_image(fh.read(), filename=files.node_filename(entry))
 
     def on_event(self, event: comfy.ComfyEvent) -> None:
         job = self.job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from generations import progress
-from generations.models import Job
+from generations.models import CachedFile, Job
 from nodes.dispatch import NodeView, missing_models, release_slot
 from nodes.models import Node
 
@@ -48,6 +49,7 @@ def job_create(
     api_key=None,
     endpoint=None,
     inputs: dict[str, Any] | None = None,
+    files: Iterable[CachedFile] = (),
     source: str = Job.Source.ENDPOINT,
     priority: int = 0,
     webhook_url: str = "",
@@ -65,6 +67,7 @@ def job_create(
                 prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
                 source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
             )  # fmt: skip
+            job.input_files.set(files)
             if message := _unrunnable(prompt):
                 _finish(job, Job.State.FAILED, error=message)
             else:

@@ -12,11 +12,12 @@ from rest_framework.views import APIView
 
 from comfyrouter.models import ApiKey
 from generations import progress, services
+from generations.files import resolve_files
 from generations.models import Job
 from generations.serializers import EndpointRunInput, JobDetail, job_json
 from workflows_app.models import Endpoint
 from workflows_app.render import InputError
-from workflows_app.services import endpoint_prompt
+from workflows_app.services import endpoint_render, endpoint_values
 
 
 def visible_jobs(request: Request):
@@ -105,9 +106,12 @@ class EndpointRunApi(APIView):
         run.is_valid(raise_exception=True)
         data = run.validated_data
         try:
-            prompt, values = endpoint_prompt(endpoint=endpoint, inputs=data["inputs"])
+            params, values = endpoint_values(endpoint=endpoint, inputs=data["inputs"])
+            values, files = resolve_files(params, values)
+            prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
             job = services.job_create(
-                prompt=prompt, inputs=values, endpoint=endpoint, owner=request.user, api_key=api_key_of(request),
+                prompt=prompt, inputs=values, files=files, endpoint=endpoint,
+                owner=request.user, api_key=api_key_of(request),
                 priority=data["priority"], webhook_url=data["webhook_url"],
                 idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
             )  # fmt: skip

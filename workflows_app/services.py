@@ -18,8 +18,8 @@ def version_params(version_id: int) -> EndpointParams:
     return collect_params(graph, object_info())
 
 
-def endpoint_prompt(*, endpoint: Endpoint, inputs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Validate a caller's inputs and render the prompt; raises InputError listing every bad value."""
+def endpoint_values(*, endpoint: Endpoint, inputs: Any) -> tuple[EndpointParams, dict[str, Any]]:
+    """Validate a caller's inputs and complete them; raises InputError listing every bad value."""
     params = version_params(endpoint.version_id)
     values = validate_inputs(params, inputs)
     seeds = {p.field for p in params.inputs if p.widget in SEED_WIDGETS}
@@ -28,5 +28,9 @@ def endpoint_prompt(*, endpoint: Endpoint, inputs: Any) -> tuple[dict[str, Any],
     for field, value in (endpoint.defaults or {}).items():
         if field in params.by_field and field not in seeds:
             values.setdefault(field, value)
-    values = randomize_seeds(params, values)
-    return render(endpoint.version.graph, params, values), values
+    return params, randomize_seeds(params, values)
+
+
+def endpoint_render(*, endpoint: Endpoint, params: EndpointParams, values: dict[str, Any]) -> dict[str, Any]:
+    """The prompt graph for these values (file inputs already replaced by their names on the nodes)."""
+    return render(endpoint.version.graph, params, values)
