@@ -77,8 +77,11 @@ def test_a_bad_file_is_a_400_naming_the_input(builtin_endpoints, api_client, con
 def test_an_oversized_base64_file_is_refused_before_decoding(builtin_endpoints, api_client, settings):
     settings.COMFYROUTER_MAX_DOWNLOAD_BYTES = 1024
 
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(noise, format="PNG")
+
     response = api_client.post(
-        RUN, {"inputs": {"prompt": "x", "image": as_input(png(size=(300, 300)))}}, format="json"
+        RUN, {"inputs": {"prompt": "x", "image": as_input(noise.getvalue())}}, format="json"
     )
 
     assert response.status_code == 400
