@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from generations.models import Job, JobOutput
+from generations.signing import output_token
 
 
 def absolute(path: str, request=None) -> str:
@@ -28,6 +29,11 @@ class JobOutputFile(serializers.ModelSerializer):
 
     def get_url(self, output: JobOutput) -> str:
         return absolute(f"/api/jobs/{output.job_id}/outputs/{output.index}", self.context.get("request"))
+
+
+def signed_url(output: JobOutput, request=None) -> str:
+    """A link to the file that works without credentials for COMFYROUTER_SIGNED_URL_TTL seconds."""
+    return absolute(f"/files/{output_token(output)}", request)
 
 
 class JobProgress(serializers.Serializer):

@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/jobs/<uuid:job_id>/cancel", views.JobCancelApi.as_view(), name="job-cancel"),
     path("api/jobs/<uuid:job_id>/outputs/<int:index>", views.JobOutputApi.as_view(), name="job-output"),
     path("api/endpoints/<slug:slug>/run", views.EndpointRunApi.as_view(), name="endpoint-run"),
+    path("files/<str:token>", views.SignedFileApi.as_view(), name="signed-file"),
     path("preview/<uuid:job_id>", views.JobPreviewApi.as_view(), name="job-preview"),
 ]

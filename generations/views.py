@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,6 +16,7 @@ from generations import progress, services
 from generations.files import resolve_files
 from generations.models import Job
 from generations.serializers import EndpointRunInput, JobDetail, job_json
+from generations.signing import output_from_token
 from workflows_app.models import Endpoint
 from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values
@@ -143,3 +145,17 @@ def job_response(request: Request, job: Job, *, wait: float | bool, longest: int
     response = Response(body, status=200 if job.is_finished else 202)
     response["Location"] = body["links"]["self"]
     return response
+
+
+class SignedFileApi(APIView):
+    """An output file behind a signed, expiring link (`response_format=url`, URL output mode)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request: Request, token: str) -> FileResponse:
+        output = output_from_token(token, max_age=settings.COMFYROUTER_SIGNED_URL_TTL)
+        if output is None:
+            raise Http404("This link is invalid or has expired.")
+        return FileResponse(output.file.open("rb"), content_type=output.content_type, filename=output.filename)

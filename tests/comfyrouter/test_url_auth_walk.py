@@ -29,6 +29,7 @@ PUBLIC = [
     for p in (
         r"/health",
         r"/preview/[0-9a-f-]{36}/?",
+        r"/files/[^/]+",  # a signed, expiring link: the signature is the credential (tested in generations)
         r"/admin/login/",
         r"/admin/logout/",
         r"/static/.*",
