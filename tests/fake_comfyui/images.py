@@ -24,13 +24,19 @@ def rgb(color: int) -> tuple[int, int, int]:
     return (color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF
 
 
-def write_png(path: str, width: int, height: int, color: int, metadata: dict[str, Any]) -> None:
-    """A solid-colour RGB PNG with ComfyUI's tEXt chunks (`prompt`, `workflow`...) (README §7)."""
+def write_png(
+    path: str, size: tuple[int, int], color: int, metadata: dict[str, Any], compress_level: int = 4
+) -> None:
+    """A solid-colour RGB PNG with ComfyUI's tEXt chunks (`prompt`, `workflow`...) (README §7).
+
+    SaveImage compresses at level 4, PreviewImage at 1: the recorded temp file is larger (597 vs 520 B).
+    """
+    width, height = size
     image = Image.new("RGB", (max(width, 1), max(height, 1)), rgb(color))
     info = PngInfo()
     for key, value in metadata.items():
         info.add_text(key, json.dumps(value))
-    image.save(path, format="PNG", pnginfo=info, compress_level=4)
+    image.save(path, format="PNG", pnginfo=info, compress_level=compress_level)
 
 
 def temp_prefix() -> str:

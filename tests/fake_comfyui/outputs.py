@@ -40,7 +40,10 @@ def save_images(
     files = []
     for batch_number in range(image["batch"]):
         filename = f"{name.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-        images.write_png(os.path.join(folder, filename), image["width"], image["height"], image["color"], metadata)
+        size = (image["width"], image["height"])
+        images.write_png(
+            os.path.join(folder, filename), size, image["color"], metadata, 4 if kind == "output" else 1
+        )
         files.append({"filename": filename, "subfolder": subfolder, "type": kind})
         counter += 1
     return files

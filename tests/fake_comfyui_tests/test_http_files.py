@@ -11,7 +11,7 @@ from PIL import Image
 from tests.fake_comfyui import FakeComfyUI
 
 from .scenario import prompt_body
-from .traces import http_trace, ws_trace
+from .traces import PROTOCOL_DIR, http_trace, ws_trace
 
 
 def _png(size: int, color: tuple[int, int, int]) -> bytes:
@@ -116,3 +116,16 @@ def test_save_image_subfolder_prefix(fake: FakeComfyUI) -> None:
     assert view.status_code == 200 and view.headers["Content-Type"] == view_recorded["headers"]["Content-Type"]
     with Image.open(io.BytesIO(view.content)) as png:
         assert png.size == (32, 32)
+
+
+def test_outputs_are_byte_identical_to_the_recorded_pngs(fake: FakeComfyUI) -> None:
+    with httpx.Client(base_url=fake.url) as client:
+        prompt_id = client.post("/prompt", json=prompt_body(ws_trace("a_success.submitter")[0])).json()[
+            "prompt_id"
+        ]
+        fake.wait_idle()
+        outputs = client.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]
+        saved = client.get("/view", params=outputs["3"]["images"][0]).content
+        preview = client.get("/view", params=outputs["4"]["images"][0]).content
+    assert saved == (PROTOCOL_DIR / "view_output_proto_success_00001_.png").read_bytes()
+    assert preview == (PROTOCOL_DIR / "view_temp_ComfyUI_temp_00001_.png").read_bytes()

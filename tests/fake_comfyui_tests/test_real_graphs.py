@@ -94,7 +94,9 @@ def _img2img(inpaint: bool) -> dict:
     ],
     ids=["sdxl", "flux", "img2img", "inpaint_lora"],
 )
-async def test_graph_runs_and_saves_an_image_of_the_requested_size(fake: FakeComfyUI, graph, size, steps) -> None:
+async def test_graph_runs_and_saves_an_image_of_the_requested_size(
+    fake: FakeComfyUI, graph: dict, size: tuple[int, int], steps: int
+) -> None:
     buffer = io.BytesIO()
     Image.new("RGBA", (40, 24), (10, 20, 30, 255)).save(buffer, format="PNG")
     socket = await Recorder.connect(f"{fake.ws_url}?clientId=real")

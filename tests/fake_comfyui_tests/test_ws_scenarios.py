@@ -10,7 +10,7 @@ import pytest
 
 from tests.fake_comfyui import FakeComfyUI
 
-from .scenario import Replay, prompt_body, replay, run_prompt
+from .scenario import Replay, Trigger, prompt_body, replay, run_prompt
 from .traces import ws_trace
 from .wsclient import Recorder, is_text
 
@@ -45,7 +45,9 @@ async def _run_a_then_free(run: Replay) -> None:
         ("k_after_free_same_prompt", ["submitter"], _run_a_then_free),
     ],
 )
-async def test_scenario_replays_like_the_trace(fake: FakeComfyUI, name, roles, setup) -> None:
+async def test_scenario_replays_like_the_trace(
+    fake: FakeComfyUI, name: str, roles: list[str], setup: Trigger | None
+) -> None:
     await replay(fake, name, roles, setup=setup)
 
 
