@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from typing import Any
 
 from . import behaviours, images, outputs
 from .behaviours import NodeError
+from .graph import execution_order
 from .runtime import Runtime
 
+logger = logging.getLogger(__name__)
 FAKE_TRACEBACK = ['  File "/opt/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui = ...\n']
 
 
@@ -38,7 +41,11 @@ async def worker(rt: Runtime) -> None:
             continue
         rt.broadcast_status()
         client_id = item[3].get("client_id")
-        await PromptRun(rt, item).run()
+        try:
+            await PromptRun(rt, item).run()
+        except Exception:
+            # The worker must outlive any fake-side bug, or every later prompt would hang.
+            logger.exception("fake ComfyUI: prompt %s crashed the executor", item[1])
         rt.queue.running = None
         rt.running_prompt_id = None
         # Hand-over order: execution_success -> status -> executing null (README §8.1).
@@ -81,6 +88,9 @@ class PromptRun:
         self.compute_keys()
         cached = [node_id for node_id in self.prompt if self.keys[node_id] in rt.cache]
         self.record("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": now_ms()})
+        await self.execute_all(cached)
+
+    async def execute_all(self, cached: list[str]) -> None:
         try:
             for node_id in execution_order(self.prompt, self.outputs, set(cached), self.is_output):
                 await self.execute_node(node_id)
@@ -106,18 +116,21 @@ class PromptRun:
             del self.rt.cache[key]
 
     def _key(self, node_id: str, path: tuple[str, ...]) -> str:
+        """Input signature: class, literal inputs and the signatures of linked nodes (memoised)."""
         if node_id in self.keys:
             return self.keys[node_id]
         node = self.prompt[node_id]
         parts: list[Any] = [node["class_type"]]
         for name, value in sorted(node.get("inputs", {}).items()):
-            if isinstance(value, list) and len(value) == 2 and str(value[0]) not in path:
-                parts.append([name, self._key(str(value[0]), (*path, node_id)), value[1]])
+            source = str(value[0]) if isinstance(value, list) and len(value) == 2 else None
+            if source in self.prompt and source not in path:
+                parts.append([name, self._key(source, (*path, node_id)), value[1]])
             else:
                 parts.append([name, value])
         if node["class_type"] in ("LoadImage", "LoadImageMask"):
             parts.append(self._file_stamp(str(node.get("inputs", {}).get("image", ""))))
-        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+        self.keys[node_id] = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+        return self.keys[node_id]
 
     def _file_stamp(self, name: str) -> str:
         path = os.path.join(self.rt.dirs.input, name)
@@ -305,64 +318,3 @@ class PromptRun:
                 "meta": meta,
             },
         )
-
-
-def execution_order(prompt: dict[str, Any], outputs: list[str], cached: set[str], is_output: Any) -> list[str]:
-    """ComfyUI's ExecutionList order: stack-built pending set, ux_friendly_pick_node (ws/m_ksampler_cold)."""
-    pending: dict[str, None] = {}
-    blocking: dict[str, dict[str, None]] = {}
-    block_count: dict[str, int] = {}
-    for output_id in outputs:
-        _add_node(prompt, output_id, cached, pending, blocking, block_count)
-    order: list[str] = []
-    while pending:
-        ready = [n for n in pending if block_count[n] == 0]
-        if not ready:
-            break
-        chosen = _pick(ready, blocking, is_output)
-        order.append(chosen)
-        del pending[chosen]
-        for blocked in blocking[chosen]:
-            block_count[blocked] -= 1
-    return order
-
-
-def _add_node(
-    prompt: dict[str, Any],
-    start: str,
-    cached: set[str],
-    pending: dict[str, None],
-    blocking: dict[str, dict[str, None]],
-    block_count: dict[str, int],
-) -> None:
-    stack, links = [start], []
-    while stack:
-        node_id = stack.pop()
-        if node_id in pending:
-            continue
-        pending[node_id] = None
-        block_count.setdefault(node_id, 0)
-        blocking.setdefault(node_id, {})
-        for value in prompt[node_id].get("inputs", {}).values():
-            if isinstance(value, list) and len(value) == 2:
-                source = str(value[0])
-                if source not in cached:
-                    stack.append(source)
-                    links.append((source, node_id))
-    for source, target in links:
-        if target not in blocking[source]:
-            blocking[source][target] = None
-            block_count[target] += 1
-
-
-def _pick(ready: list[str], blocking: dict[str, dict[str, None]], is_output: Any) -> str:
-    for node_id in ready:
-        if is_output(node_id):
-            return node_id
-    for node_id in ready:
-        if any(is_output(b) for b in blocking[node_id]):
-            return node_id
-    for node_id in ready:
-        if any(is_output(b2) for b in blocking[node_id] for b2 in blocking.get(b, {})):
-            return node_id
-    return ready[0]

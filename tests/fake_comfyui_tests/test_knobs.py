@@ -149,3 +149,14 @@ def test_module_runs_in_the_foreground_and_stops_on_sigterm() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_unvalidated_dangling_node_does_not_break_the_worker(fake: FakeComfyUI) -> None:
+    body = _tiny()
+    body["prompt"]["3"] = {"class_type": "ImageInvert", "inputs": {"image": ["99", 0]}}  # no output depends on it
+    first = httpx.post(f"{fake.url}/prompt", json=body).json()["prompt_id"]
+    second = httpx.post(f"{fake.url}/prompt", json=_tiny("after")).json()["prompt_id"]
+    fake.wait_idle()
+    for prompt_id in (first, second):
+        entry = httpx.get(f"{fake.url}/history/{prompt_id}").json()[prompt_id]
+        assert entry["status"]["status_str"] == "success"
