@@ -47,6 +47,7 @@ class FakeComfyUI:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._crash_tasks: list[asyncio.Task[Any]] = []
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
 
     # -- public API -------------------------------------------------------------------------
@@ -76,6 +77,7 @@ class FakeComfyUI:
 
     def restart(self) -> None:
         """Listen again on the same port with an empty queue and history, `number` from 0."""
+        self._call(self._cancel_pending_restarts())
         self._call(self._down(graceful=False))
         with self.stats.lock:
             self.stats.restarts += 1
@@ -167,6 +169,7 @@ class FakeComfyUI:
         assert self._loop is not None
         task = self._loop.create_task(self._crash_then_restart(restart_after))
         self._tasks.append(task)
+        self._crash_tasks.append(task)
 
     async def _crash_then_restart(self, restart_after: float | None) -> None:
         await self._down(graceful=False)
@@ -175,6 +178,13 @@ class FakeComfyUI:
             with self.stats.lock:
                 self.stats.restarts += 1
             await self._up()
+
+    async def _cancel_pending_restarts(self) -> None:
+        current = asyncio.current_task()
+        for task in self._crash_tasks:
+            if task is not current:
+                task.cancel()
+        self._crash_tasks = []
 
     async def _cancel_everything(self) -> None:
         # A pending restart_after must not bring the server back after stop().
@@ -217,9 +227,9 @@ class FakeComfyUI:
         for site in list(runner.sites):
             await site.stop()  # the port refuses connections from here on
         if graceful:
-            for ws in list(rt.hub.sockets.values()):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), 1)
+            closing = [ws.close() for ws in rt.hub.sockets.values()]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 1)
         else:
             with self.stats.lock:
                 self.stats.crashes += 1

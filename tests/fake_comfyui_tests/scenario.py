@@ -105,12 +105,16 @@ async def replay(
     return run
 
 
-def warm_up(name: str) -> Trigger:
-    """Setup: the same graph with another seed ran before, so the loaders are cached as recorded."""
+def warm_up(name: str, **knobs: Any) -> Trigger:
+    """Setup: the same graph with another seed ran before, so the loaders are cached as recorded.
+
+    `knobs` are applied afterwards, so a slow step_time does not slow the warm-up run.
+    """
 
     async def setup(run: Replay) -> None:
         body = json.loads(json.dumps(prompt_body(ws_trace(name)[0])))
         body["prompt"]["3"]["inputs"]["seed"] += 1
         await run_prompt(run.http, run.fake, body)
+        run.fake.configure(**knobs)
 
     return setup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import aiohttp
 import httpx
@@ -32,8 +33,9 @@ async def test_crash_mid_sampling_drops_sockets_without_close_frame(fake: FakeCo
     ended: asyncio.Future = asyncio.get_running_loop().create_future()
     async with httpx.AsyncClient(base_url=fake.url) as http:
         run = Replay(fake, http, "n_server_killed_mid_job")
-        await warm_up("n_server_killed_mid_job.submitter")(run)
-        fake.configure(step_time=0.03, fault={"kind": "crash", "at_step": 5})
+        await warm_up("n_server_killed_mid_job.submitter", step_time=0.03, fault={"kind": "crash", "at_step": 5})(
+            run
+        )
         submitter = await run.connect("submitter")
         observer = asyncio.create_task(
             _aiohttp_observer(f"{fake.ws_url}?clientId=observerN", observer_frames, ended)
@@ -91,6 +93,13 @@ def test_crash_refuses_connections_until_restart() -> None:
         assert httpx.get(f"{fake.url}/queue").json() == {"queue_running": [], "queue_pending": []}
 
 
+def _wait_until(predicate: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
 def _answers(url: str) -> bool:
     try:
         httpx.get(url, timeout=1)
@@ -101,9 +110,7 @@ def _answers(url: str) -> bool:
 
 def test_control_route_crash_with_restart_after() -> None:
     with FakeComfyUI().start() as fake:
-        assert httpx.post(f"{fake.url}/_fake/crash", json={"restart_after": 0.3}).status_code == 200
-        time.sleep(0.15)
-        assert not _answers(f"{fake.url}/queue")
-        time.sleep(0.4)
-        assert _answers(f"{fake.url}/queue")
+        assert httpx.post(f"{fake.url}/_fake/crash", json={"restart_after": 0.5}).status_code == 200
+        _wait_until(lambda: not _answers(f"{fake.url}/queue"))
+        _wait_until(lambda: _answers(f"{fake.url}/queue"))
         assert httpx.get(f"{fake.url}/_fake/stats").json()["restarts"] == 1

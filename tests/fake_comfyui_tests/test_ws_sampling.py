@@ -67,9 +67,8 @@ async def _interrupt_after_step_5(run: Replay) -> None:
 
 
 async def test_interrupt_stops_the_sampler_at_its_next_step(fake: FakeComfyUI) -> None:
-    fake.configure(step_time=0.05)
     name = "p_interrupt_during_sampling"
-    setup = warm_up(f"{name}.submitter")
+    setup = warm_up(f"{name}.submitter", step_time=0.1)
     run = await replay(fake, name, ["submitter"], setup=setup, during=_interrupt_after_step_5)
     header = run.header("submitter")
     expected = header_json(header, "http_after")[0]["response"]["json"]
@@ -98,9 +97,8 @@ async def _second_prompt_and_http_checks(run: Replay) -> None:
 
 
 async def test_two_queued_prompts_hand_over_in_order(fake: FakeComfyUI) -> None:
-    fake.configure(step_time=0.03)
     name = "q_two_prompts_queued"
-    setup = warm_up(f"{name}.submitter")
+    setup = warm_up(f"{name}.submitter", step_time=0.04)
     await replay(fake, name, ["submitter"], setup=setup, during=_second_prompt_and_http_checks)
 
 
