@@ -14,6 +14,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from comfyrouter import realtime
 from nodes.health import NodeHealth, ProbeFailed, probe_node
 from nodes.models import Node
 
@@ -193,6 +194,8 @@ def _change_status(node: Node, status: str, *, only_from: Collection[str] | None
         Node.objects.filter(id=node.id).update(status=status)
     node.status = status
     logger.info("node %s: %s -> %s", node.name, old, status)
+    event = {"type": "node.status", "node_id": node.id, "name": node.name, "status": status, "old": old}
+    transaction.on_commit(lambda: realtime.publish(realtime.NODES_GROUP, event))
     return True
 
 

@@ -1,0 +1,137 @@
+"""Live progress over WebSockets: one job (`/ws/jobs/<id>/`) and the operator dashboard (`/ws/dashboard/`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qsl
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from generations import live, progress
+from generations.models import Job
+
+# Close codes (4000-4999 are the application's): unknown job, not staff.
+NOT_FOUND, FORBIDDEN = 4404, 4403
+FLEET_REFRESH_SECONDS = 5.0
+
+
+class OutboxConsumer(AsyncJsonWebsocketConsumer):
+    """Handlers put into an Outbox; one task per socket sends, so a slow client delays only itself."""
+
+    sender: asyncio.Task | None = None
+    joined: tuple[str, ...] = ()
+
+    async def join(self, *groups: str) -> None:
+        self.outbox = live.Outbox()
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.joined = groups
+
+    def start_sender(self) -> None:
+        self.sender = asyncio.create_task(self._send_forever())
+
+    async def _send_forever(self) -> None:
+        while True:
+            item = await self.outbox.next()
+            if isinstance(item, dict):
+                await self.send_json(item)
+            else:
+                await self.send_preview(*item)
+
+    async def send_preview(self, seq: int, image: bytes) -> None:
+        raise NotImplementedError
+
+    async def disconnect(self, code: int) -> None:
+        for task in (self.sender, getattr(self, "refresher", None)):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+
+class JobConsumer(OutboxConsumer):
+    """No login: the job id is an unguessable UUID, as for the preview image and the job page."""
+
+    async def connect(self) -> None:
+        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        job = await Job.objects.filter(id=self.job_id).afirst()
+        if job is None:
+            await self.close(code=NOT_FOUND)
+            return
+        self.mode = _query(self.scope).get("previews", "binary")
+        # Join before reading the snapshot: an event in between arrives twice rather than never.
+        await self.join(progress.job_group(self.job_id))
+        await self.accept()
+        self.start_sender()
+        await job.arefresh_from_db()
+        self.outbox.put(await live.job_snapshot(job))
+        image = await sync_to_async(progress.latest_preview, thread_sensitive=False)(self.job_id)
+        if image and not job.is_finished:
+            self.outbox.put_preview(0, image)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "ack":
+            self.outbox.ack()
+
+    async def job_progress(self, event: dict[str, Any]) -> None:
+        self.outbox.put({"type": "progress", **{k: event[k] for k in ("value", "max", "node", "node_title")}})
+
+    async def job_preview(self, event: dict[str, Any]) -> None:
+        if self.mode != "none":
+            self.outbox.put_preview(event["seq"], event["image"])
+
+    async def job_state(self, event: dict[str, Any]) -> None:
+        job = await Job.objects.aget(id=self.job_id)
+        if job.is_finished:
+            self.outbox.drop_preview()  # the final images supersede any preview not yet sent
+        self.outbox.put(await live.state_message(job))
+
+    async def send_preview(self, seq: int, image: bytes) -> None:
+        if self.mode == "text":
+            await self.send_json(live.preview_text(seq, image))
+        else:
+            await self.send(bytes_data=image)
+
+
+class DashboardConsumer(OutboxConsumer):
+    """Staff only: node status, queue and job state changes for the operator dashboard."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if not (user and user.is_active and user.is_staff):
+            await self.close(code=FORBIDDEN)
+            return
+        await self.join(progress.NODES_GROUP, progress.JOBS_GROUP)
+        await self.accept()
+        self.start_sender()
+        self.outbox.put(await live.fleet_json())
+        self.outbox.put({"type": "jobs", "jobs": await live.recent_jobs_json()})
+        self.refresher = asyncio.create_task(self._refresh_forever())
+
+    async def node_status(self, event: dict[str, Any]) -> None:
+        self.outbox.put({"type": "node.status", **{k: event[k] for k in ("node_id", "name", "status", "old")}})
+        self.outbox.put(await live.fleet_json())
+
+    async def job_state(self, event: dict[str, Any]) -> None:
+        if row := await live.job_row_of(event["job_id"]):
+            self.outbox.put({"type": "job", "job": row})
+        self.outbox.put(await live.fleet_json())
+
+    async def _refresh_forever(self) -> None:
+        # New queued jobs and slot counts change without an event; a cheap summary catches them.
+        last = None
+        while True:
+            await asyncio.sleep(FLEET_REFRESH_SECONDS)
+            fleet = await live.fleet_json()
+            if fleet != last:
+                self.outbox.put(fleet)
+            last = fleet
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
