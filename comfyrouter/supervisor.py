@@ -23,7 +23,9 @@ from typing import IO
 from comfyrouter import embedded_redis
 
 NAME = "runrouter"
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
 
 
 class ChildFailed(Exception):
@@ -71,10 +73,15 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def become_subreaper() -> None:
+def become_subreaper() -> bool:
     """Orphaned grandchildren re-parent to us, so they are reaped even where PID 1 never reaps."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    return bool(_prctl) and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def terminate_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the supervisor dies, even by SIGKILL."""
+    if _prctl:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def reap_orphans(known: Iterable[int]) -> None:
@@ -94,6 +101,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = threading.Event()
         self.force = False
+        self.subreaper = False
         self._lock = threading.RLock()  # the signal handler logs too, maybe inside log()
 
     def log(self, name: str, line: str) -> None:
@@ -105,7 +113,7 @@ class Supervisor:
         # SIGHUP too: a closed terminal must not leave the children, each in its own session, running.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        become_subreaper()
+        self.subreaper = become_subreaper()
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # A second Ctrl-C while stopping means: don't wait for graceful shutdowns any more.
@@ -122,6 +130,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=terminate_with_parent,  # only prctl runs between fork and exec: thread-safe
         )
         pump = threading.Thread(target=self._pump, args=(name, process.stdout), daemon=True)
         pump.start()
@@ -157,7 +166,7 @@ class Supervisor:
         self.stopping.set()
         self._stop([child for child in self.children if child not in last])
         self._stop(list(last))
-        reap_orphans(child.process.pid for child in self.children)
+        self._reap_orphans()
 
     def _stop(self, children: list[Child]) -> None:
         for child in children:
@@ -167,15 +176,20 @@ class Supervisor:
             if not self._wait_stopped(child, deadline):
                 self.log(NAME, f"{child.name} did not stop in time; killing it")
                 signal_group(child.pgid, signal.SIGKILL)
-                child.process.wait()
+                self._wait_stopped(child, time.monotonic() + 5, interruptible=False)
             child.pump.join(timeout=2)
             self.log(NAME, f"{child.name} stopped")
 
-    def _wait_stopped(self, child: Child, deadline: float) -> bool:
-        while time.monotonic() < deadline and not self.force:
+    def _wait_stopped(self, child: Child, deadline: float, *, interruptible: bool = True) -> bool:
+        """Wait until the child and its whole group are gone; False at the deadline or on a forced stop."""
+        while time.monotonic() < deadline and not (interruptible and self.force):
             if child.process.poll() is not None:
-                reap_orphans(c.process.pid for c in self.children)
+                self._reap_orphans()
                 if not group_alive(child.pgid):
                     return True
             time.sleep(0.05)
         return False
+
+    def _reap_orphans(self) -> None:
+        if self.subreaper:
+            reap_orphans(child.process.pid for child in self.children)

@@ -76,6 +76,7 @@ class Router:
     port: int
     var_dir: Path
     lines: list[str] = field(default_factory=list)
+    tree: set[int] = field(default_factory=set)
 
     def read(self) -> None:
         for line in self.process.stdout:
@@ -130,9 +131,10 @@ def router(var_dir: Path) -> Iterator[Router]:
     started = Router(process, port, var_dir)
     threading.Thread(target=started.read, daemon=True).start()
     yield started
-    for pid in alive(descendants(process.pid)) if process.poll() is None else set():
-        os.kill(pid, signal.SIGKILL)
+    leftovers = started.tree | descendants(process.pid)
     process.kill()
+    for pid in alive(leftovers):
+        os.kill(pid, signal.SIGKILL)
     process.wait()
 
 
@@ -142,7 +144,8 @@ def wait_until_running(router: Router) -> set[int]:
     assert body["db"] == "ok" and body["redis"] == "ok"
     router.wait_for(r"^worker \| .*celery@\S+ ready\.")
     router.wait_for(r"^beat \| .*beat: Starting")
-    return descendants(router.process.pid)
+    router.tree = descendants(router.process.pid)
+    return router.tree
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
@@ -170,6 +173,17 @@ def test_a_crashed_child_stops_the_rest_and_fails_loudly(router):
 
     assert router.process.wait(timeout=60) == 1
     assert "beat was killed by SIGKILL; stopping the rest" in router.output
+    assert alive(tree) == set()
+
+
+def test_a_supervisor_killed_outright_takes_its_children_with_it(router):
+    tree = wait_until_running(router)
+
+    router.process.kill()
+
+    deadline = time.monotonic() + 30
+    while alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert alive(tree) == set()
 
 
