@@ -62,6 +62,8 @@ class FakeComfyUI:
     def start(self) -> FakeComfyUI:
         """Start listening; returns once the port accepts connections."""
         if self._thread is None:
+            if not os.path.isdir(self.dirs.input):
+                self.dirs = make_dirs()  # stop() removed them
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="fake-comfyui", daemon=True)
             self._thread.start()

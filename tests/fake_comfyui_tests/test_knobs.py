@@ -160,3 +160,13 @@ def test_unvalidated_dangling_node_does_not_break_the_worker(fake: FakeComfyUI) 
     for prompt_id in (first, second):
         entry = httpx.get(f"{fake.url}/history/{prompt_id}").json()[prompt_id]
         assert entry["status"]["status_str"] == "success"
+
+
+def test_start_again_after_stop() -> None:
+    fake = FakeComfyUI(port=0).start()
+    fake.stop()
+    with fake.start():
+        assert httpx.post(f"{fake.url}/prompt", json=_tiny()).json()["number"] == 0
+        fake.wait_idle()
+        assert len(httpx.get(f"{fake.url}/history").json()) == 1
+    assert fake.stats["prompts_received"] == 1 and fake.prompts_received == 1
