@@ -178,7 +178,7 @@ def collect_params(graph: Mapping[str, Any], object_info: Mapping[str, Any]) -> 
         if tags is None or info is None:
             continue
         if tags.bypass:
-            bypass.append(_bypass(node_id, node, info))
+            bypass.append(bypass_routes(node_id, node, info))
         cache += [node_id] if tags.cache else []
         for tag in tags.tags:
             found, problems = _resolve_tag(node_id, node, info, tag)
@@ -297,7 +297,8 @@ def _clashes(inputs: list[Param]) -> list[str]:
     return errors
 
 
-def _bypass(node_id: str, node: Mapping[str, Any], info: Mapping[str, Any]) -> Bypass:
+def bypass_routes(node_id: str, node: Mapping[str, Any], info: Mapping[str, Any]) -> Bypass:
+    """How a bypassed node passes its inputs on, by ComfyUI's rule."""
     # ComfyUI's bypass passes the input at the output's own slot index through when its type
     # matches, else the first input of the output's type.
     values = node.get("inputs", {})

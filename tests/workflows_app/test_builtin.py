@@ -12,7 +12,7 @@ import pytest
 from django.apps import apps as django_apps
 
 from workflows_app.builtin import BUILTINS, BuiltinEndpoint, exposed_inputs
-from workflows_app.builtin.checks import check_graph_against_object_info, find_cycle
+from workflows_app.checks import check_graph_against_object_info, find_cycle
 from workflows_app.models import Endpoint, Workflow, WorkflowVersion
 
 OBJECT_INFO = json.loads((Path(__file__).parents[1] / "data" / "object_info.json").read_text())

@@ -18,7 +18,8 @@ def check_graph_against_object_info(
     """Every problem of the graph, each naming its node; empty when ComfyUI would accept it.
 
     `skip_choices` names COMBO inputs whose values are not checked against the recorded
-    choices (model files, which depend on the fleet a graph runs on).
+    choices (model files, which depend on the fleet a graph runs on); a COMBO whose choices
+    are empty (left open, as `objectinfo.object_info` does for model files) is not checked either.
     """
     problems: list[str] = []
     for node_id, node in graph.items():
@@ -27,12 +28,18 @@ def check_graph_against_object_info(
             continue
         spec = object_info.get(node.get("class_type"))
         if spec is None:
-            problems.append(f"node {node_id}: unknown class {node.get('class_type')!r}")
+            problems.append(_unknown_class(node_id, node))
             continue
         problems += _check_node(node_id, node, spec, graph, object_info, skip_choices)
     if cycle := find_cycle(graph):
         problems.append(f"the links form a cycle through nodes {', '.join(map(str, cycle))}")
     return problems
+
+
+def _unknown_class(node_id: str, node: Mapping) -> str:
+    if "class_type" not in node:
+        return f"node {node_id}: has no class_type"
+    return f"node {node_id}: unknown class {node.get('class_type')!r}"
 
 
 def find_cycle(graph: Graph) -> list[str]:
@@ -94,7 +101,9 @@ def _check_value(value: Any, input_spec: list, *, check_choices: bool) -> str | 
         return _check_number(value, kind, options)
     if kind == "COMBO":
         choices = input_spec[0] if isinstance(input_spec[0], list) else options.get("options", [])
-        return None if not check_choices or value in choices else f"{value!r} is not one of {choices}"
+        if not check_choices or not choices or value in choices:
+            return None
+        return f"{value!r} is not one of {choices}"
     if kind == "STRING" and not isinstance(value, str):
         return f"{value!r} is not of type STRING"
     if kind == "BOOLEAN" and not isinstance(value, bool):
