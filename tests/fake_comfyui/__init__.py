@@ -4,6 +4,10 @@
         httpx.post(f"{fake.url}/prompt", json={"prompt": graph, "client_id": "me"})
         fake.wait_idle()
 
+Lifecycle: start() -> self (returns once the port accepts), stop(), crash(restart_after=None) (no close
+frames, port refuses), restart() (same port; empty queue/history/cache, `number` from 0), wait_idle(timeout).
+Attributes: url, ws_url, port, dirs (input/output/temp folders), knobs, stats.
+
 Knobs (constructor keywords or `configure(**knobs)`, thread-safe, also `POST /_fake/configure`):
     step_time: float = 0.0        seconds per sampler step (KSampler*, SamplerCustom*, anything with `steps`)
     node_time: float = 0.0        seconds every other executed node takes

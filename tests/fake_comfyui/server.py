@@ -73,9 +73,15 @@ class FakeComfyUI:
     def configure(self, **knobs: Any) -> None:
         self.knobs_lock_update(knobs)
 
-    def crash(self) -> None:
-        """Drop every socket without a close frame and stop listening (like SIGKILL)."""
+    def crash(self, restart_after: float | None = None) -> None:
+        """Drop every socket without a close frame and stop listening (like SIGKILL).
+
+        With `restart_after`, the port comes back by itself that many seconds later.
+        """
         self._call(self._down(graceful=False))
+        if restart_after is not None:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.crash_in_loop, restart_after)
 
     def restart(self) -> None:
         """Listen again on the same port with an empty queue and history, `number` from 0."""

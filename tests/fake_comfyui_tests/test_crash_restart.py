@@ -114,3 +114,11 @@ def test_control_route_crash_with_restart_after() -> None:
         _wait_until(lambda: not _answers(f"{fake.url}/queue"))
         _wait_until(lambda: _answers(f"{fake.url}/queue"))
         assert httpx.get(f"{fake.url}/_fake/stats").json()["restarts"] == 1
+
+
+def test_python_crash_with_restart_after() -> None:
+    with FakeComfyUI().start() as fake:
+        fake.crash(restart_after=0.3)
+        assert not _answers(f"{fake.url}/queue")
+        _wait_until(lambda: _answers(f"{fake.url}/queue"))
+        assert fake.stats["crashes"] == 1 and fake.stats["restarts"] == 1
