@@ -183,11 +183,16 @@ class PromptRun:
         await self.apply_faults(node_id, class_type, None)
         values = self.input_values(node_id)
         info = self.rt.class_info(class_type) or {"output": [], "input": {}}
-        if behaviours.is_sampler(class_type, info):
+        sampler = behaviours.is_sampler(class_type, info)
+        if sampler:
             await self.sample(node_id, class_type)
         elif self.rt.knobs.node_time > 0:
             await asyncio.sleep(self.rt.knobs.node_time)
         self.values[node_id] = behaviours.evaluate(class_type, info, values, self.rt.dirs.as_dict())
+        if sampler:
+            # A colour per sampler input signature (seed...), so different generations differ on disk.
+            colour = int(key[:6], 16)
+            self.values[node_id] = [v and {**v, "color": colour} for v in self.values[node_id]]
         ui = outputs.node_ui(self.rt, self, node_id, class_type, info, values)
         self.rt.cache[key] = (self.values[node_id], ui)
         self.emit_executed(node_id, ui)

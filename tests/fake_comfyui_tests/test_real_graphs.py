@@ -114,3 +114,17 @@ async def test_graph_runs_and_saves_an_image_of_the_requested_size(
     with Image.open(io.BytesIO(view.content)) as png:
         assert png.size == size
     await socket.close()
+
+
+def test_different_seeds_save_different_pixels(fake: FakeComfyUI) -> None:
+    digests = set()
+    with httpx.Client(base_url=fake.url) as http:
+        for seed in (1, 2):
+            graph = _sdxl()
+            graph["5"]["inputs"]["seed"] = seed
+            prompt_id = http.post("/prompt", json={"prompt": graph}).json()["prompt_id"]
+            fake.wait_idle()
+            image = http.get(f"/history/{prompt_id}").json()[prompt_id]["outputs"]["7"]["images"][0]
+            with Image.open(io.BytesIO(http.get("/view", params=image).content)) as png:
+                digests.add(png.getpixel((0, 0)))
+    assert len(digests) == 2
