@@ -258,4 +258,18 @@ CELERY_BEAT_SCHEDULE.update(
 
 # Input files.
 COMFYROUTER_MAX_DOWNLOAD_BYTES = env_int("COMFYROUTER_MAX_DOWNLOAD_BYTES", 50 * 1024 * 1024, minimum=1024)
+COMFYROUTER_CACHE_MAX_BYTES = env_int("COMFYROUTER_CACHE_MAX_BYTES", 10 * 1024**3, minimum=0)
+COMFYROUTER_CACHE_EVICT_INTERVAL = env_int("COMFYROUTER_CACHE_EVICT_INTERVAL", 600, minimum=1)
+COMFYROUTER_DOWNLOAD_TIMEOUT = env_int("COMFYROUTER_DOWNLOAD_TIMEOUT", 10, minimum=1)
+COMFYROUTER_DOWNLOAD_DEADLINE = env_int("COMFYROUTER_DOWNLOAD_DEADLINE", 120, minimum=1)
+# URL inputs may not name private, loopback or link-local addresses unless the operator says so.
+COMFYROUTER_ALLOW_PRIVATE_URLS = env_bool("COMFYROUTER_ALLOW_PRIVATE_URLS", False)
+COMFYROUTER_URL_ALLOWLIST = env_list("COMFYROUTER_URL_ALLOWLIST")
+# Model files by URL land here (a directory the nodes share); unset, such inputs are refused.
+COMFYROUTER_MODELS_DIR = env_str("COMFYROUTER_MODELS_DIR")
+COMFYROUTER_MAX_MODEL_BYTES = env_int("COMFYROUTER_MAX_MODEL_BYTES", 40 * 1024**3, minimum=1024)
+CELERY_BEAT_SCHEDULE["evict-cache"] = {
+    "task": "generations.tasks.evict_cache",
+    "schedule": float(COMFYROUTER_CACHE_EVICT_INTERVAL),
+}
 COMFYROUTER_SIGNED_URL_TTL = env_int("COMFYROUTER_SIGNED_URL_TTL", 3600, minimum=1)

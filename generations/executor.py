@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 
-from generations import files, outputs, progress, services
+from generations import cache, files, outputs, progress, services
 from generations.models import Job
 from nodes import comfy
 from nodes.comfy import ComfyClient
@@ -108,10 +108,16 @@ class JobRun:
             )
 
     def _upload_inputs(self) -> None:
-        """Send the job's input files, named by content hash: ComfyUI keeps one copy of identical bytes."""
-        for entry in self.job.input_files.all():
+        """Send the input files the node lacks, named by content hash (ComfyUI keeps one copy of same bytes)."""
+        entries = list(self.job.input_files.all())
+        held = files.files_on_node(self.node, self.client) if entries else set()
+        for entry in entries:
+            name = files.node_filename(entry)
+            if name in held:
+                continue
             with entry.file.open("rb") as fh:
-                self.client.upload_image(fh.read(), filename=files.node_filename(entry))
+                self.client.upload_image(fh.read(), filename=name)
+            cache.node_files_add(self.node, [name])
 
     def on_event(self, event: comfy.ComfyEvent) -> None:
         job = self.job

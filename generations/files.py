@@ -6,18 +6,30 @@ import base64
 import binascii
 import hashlib
 import io
-from collections.abc import Mapping
-from typing import Any
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import redis
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
+from redis.exceptions import LockError
+from redis.lock import Lock
 
+from generations import cache, downloads
 from generations.models import CachedFile
-from workflows_app.params import EndpointParams
+from nodes.comfy import ComfyClient, ComfyError
+from nodes.dispatch import model_folder
+from nodes.models import Node
+from workflows_app.params import EndpointParams, Param
 from workflows_app.render import InputError
 
 # Decoded formats ComfyUI's LoadImage reads, and the extension a node file gets for each.
@@ -26,6 +38,10 @@ IMAGE_FORMATS = {
     "GIF": ("gif", "image/gif"), "BMP": ("bmp", "image/bmp"), "TIFF": ("tiff", "image/tiff"),
 }  # fmt: skip
 MAX_PIXELS = 8192 * 8192
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
+# Another URL that gave the same bytes is remembered this long (the row keeps the first URL).
+URL_ALIAS_SECONDS = 7 * 24 * 3600
+_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 class FileInputError(ValueError):
@@ -86,6 +102,7 @@ def cached_file(*, data: bytes, field: str, name: str = "", source_url: str = ""
         # The same bytes arrived twice at once: the other request stored them; keep one copy.
         entry.file.delete(save=False)
         return _touch(digest) or CachedFile.objects.get(sha256=digest)
+    cache.cache_evict(keep=[entry.id])
     return entry
 
 
@@ -101,14 +118,24 @@ def node_filename(entry: CachedFile) -> str:
     return f"cr-{entry.sha256}.{extension}"
 
 
-def resolve_files(params: EndpointParams, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[CachedFile]]:
-    """Store every file input and put the name it will have on the node in its place."""
+def resolve_files(
+    params: EndpointParams, values: Mapping[str, Any], *, graph: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], list[CachedFile]]:
+    """Fetch every file input (base64 or URL) and put the name it will have on the node in its place.
+
+    Model COMBO inputs given by URL are placed in COMFYROUTER_MODELS_DIR; `graph` tells their loader
+    class (without it, the input name alone picks the models folder).
+    """
     resolved, entries, problems = dict(values), [], []
     for param in params.inputs:
         value = values.get(param.field)
-        if not param.spec.is_file or value is None:
+        folder = _model_folder(param, value, graph)
+        if value is None or not (param.spec.is_file or folder):
             continue
         try:
+            if folder:
+                resolved[param.field] = model_file(value, field=param.field, folder=folder)
+                continue
             entry = _fetch(param.field, value)
         except FileInputError as exc:
             problems.append(exc.problem)
@@ -120,7 +147,130 @@ def resolve_files(params: EndpointParams, values: Mapping[str, Any]) -> tuple[di
     return resolved, entries
 
 
+def _model_folder(param: Param, value: Any, graph: Mapping[str, Any] | None) -> str | None:
+    if param.spec.type != "COMBO" or not isinstance(value, str) or not _URL.match(value):
+        return None
+    node = (graph or {}).get(param.node_id)
+    return model_folder(node.get("class_type") if isinstance(node, Mapping) else None, param.widget)
+
+
 def _fetch(field: str, value: Any) -> CachedFile:
     if isinstance(value, Mapping):
         return cached_file(data=decode_base64(value, field=field), field=field, name=str(value.get("name", "")))
-    raise FileInputError(field, "URL inputs are not enabled on this server; send the file as base64")
+    if not isinstance(value, str):
+        raise FileInputError(field, "must be an http(s) URL or a base64 file object")
+    return cached_url(value, field=field)
+
+
+def cached_url(url: str, *, field: str) -> CachedFile:
+    """The cache entry of an image URL, downloaded once however many requests ask for it at the same time."""
+    if entry := _touch_url(url):
+        return entry
+    with url_lock(url):
+        # Whoever held the lock has probably just stored it.
+        if entry := _touch_url(url):
+            return entry
+        buffer = io.BytesIO()
+        download = _download(url, buffer, field=field, limit=settings.COMFYROUTER_MAX_DOWNLOAD_BYTES)
+        entry = cached_file(data=buffer.getvalue(), field=field, name=download.name, source_url=url)
+    _remember_url(url, entry.sha256)
+    return entry
+
+
+def _download(url: str, sink: BinaryIO, *, field: str, limit: int) -> downloads.Download:
+    try:
+        return downloads.fetch(url, sink, limit=limit)
+    except downloads.DownloadRefused as exc:
+        raise FileInputError(field, f"URL refused: {exc}") from None
+
+
+def _touch_url(url: str) -> CachedFile | None:
+    # Freshness rule: a URL once fetched is served from the cache until its file is evicted.
+    digest = CachedFile.objects.filter(source_url=url).values_list("sha256", flat=True).first()
+    if digest is None:
+        # The same bytes came earlier from another URL (or as base64): the row keeps the first source.
+        with suppress(redis.RedisError):
+            digest = (cache.redis_client().get(_url_key(url)) or b"").decode() or None
+    return _touch(digest) if digest else None
+
+
+def _remember_url(url: str, digest: str) -> None:
+    with suppress(redis.RedisError):
+        cache.redis_client().set(_url_key(url), digest, ex=URL_ALIAS_SECONDS)
+
+
+def _url_key(url: str) -> str:
+    return "comfyrouter:url-file:" + hashlib.sha256(url.encode()).hexdigest()
+
+
+@contextmanager
+def url_lock(url: str) -> Iterator[None]:
+    """Hold the download of `url` for this process: a Redis lock shared by every web and worker process."""
+    name = "comfyrouter:download:" + hashlib.sha256(url.encode()).hexdigest()
+    wait = settings.COMFYROUTER_DOWNLOAD_DEADLINE + settings.COMFYROUTER_DOWNLOAD_TIMEOUT * 2
+    lock = Lock(cache.redis_client(), name, timeout=wait + 30, blocking_timeout=wait)
+    try:
+        acquired = lock.acquire()
+    except redis.RedisError:
+        # Without Redis the worst case is a duplicate download, never a refused input.
+        acquired = False
+    try:
+        yield
+    finally:
+        if acquired:
+            with suppress(redis.RedisError, LockError):
+                lock.release()
+
+
+def model_file(url: str, *, field: str, folder: str) -> str:
+    """Download a model file by URL into COMFYROUTER_MODELS_DIR/<folder>; returns the name the prompt uses."""
+    if not settings.COMFYROUTER_MODELS_DIR:
+        raise FileInputError(
+            field, "model files by URL need COMFYROUTER_MODELS_DIR (a models directory shared with the "
+            "nodes), which this server does not set; name an installed model instead",
+        )  # fmt: skip
+    directory = Path(settings.COMFYROUTER_MODELS_DIR) / folder
+    prefix = "cr-" + hashlib.sha256(url.encode()).hexdigest()[:16] + "-"
+    if existing := _model_on_disk(directory, prefix):
+        return existing
+    with url_lock(url):
+        if existing := _model_on_disk(directory, prefix):
+            return existing
+        directory.mkdir(parents=True, exist_ok=True)
+        return _place_model(url, directory, prefix, field=field)
+
+
+def _model_on_disk(directory: Path, prefix: str) -> str | None:
+    return next((path.name for path in directory.glob(prefix + "*") if path.is_file()), None)
+
+
+def _place_model(url: str, directory: Path, prefix: str, *, field: str) -> str:
+    # A hidden ".part" name: ComfyUI lists model folders by extension, so a partial file never shows.
+    handle, partial = tempfile.mkstemp(dir=directory, prefix=".cr-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            download = _download(url, sink, field=field, limit=settings.COMFYROUTER_MAX_MODEL_BYTES)
+        if not download.name.lower().endswith(MODEL_EXTENSIONS):
+            raise FileInputError(field, f"{download.name} is not a model file ({', '.join(MODEL_EXTENSIONS)})")
+        final = directory / (prefix + download.name)
+        os.replace(partial, final)
+        return final.name
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(partial)
+
+
+def files_on_node(node: Node, client: ComfyClient) -> set[str]:
+    """Names of our files a node holds: remembered, else read from its LoadImage choices and remembered."""
+    if (known := cache.node_files(node)) is not None:
+        return known
+    try:
+        info = client.object_info_for("LoadImage") or {}
+    except ComfyError:
+        return set()
+    spec = ((info.get("input") or {}).get("required") or {}).get("image") or [[]]
+    # Two shapes: [[choices], {...}] and the newer ["COMBO", {"options": [choices]}].
+    choices = spec[1].get("options", []) if spec[0] == "COMBO" and len(spec) > 1 else spec[0]
+    names = {name for name in choices if isinstance(name, str) and name.startswith("cr-")}
+    cache.node_files_add(node, names)
+    return names

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from generations import executor, services, webhooks
+from generations import cache, executor, services, webhooks
 from nodes.dispatch import claim_jobs
 
 
@@ -27,6 +27,12 @@ def sweep() -> None:
         execute_job.delay(str(job_id))
     services.nodes_reconcile_slots()
     dispatch_jobs.delay()
+
+
+@shared_task(ignore_result=True)
+def evict_cache() -> None:
+    """Beat: drop least-recently-used input files until the cache fits COMFYROUTER_CACHE_MAX_BYTES."""
+    cache.cache_evict()
 
 
 @shared_task(ignore_result=True)
