@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/nodes/", include("nodes.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("v1/", include("generations.openai.urls")),
     path("", include("generations.urls")),
 ]
