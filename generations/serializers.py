@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from generations.models import Job, JobOutput
 from generations.signing import output_token
+from workflows_app.params import AnnotationError, parse_title
 
 
 def absolute(path: str, request=None) -> str:
@@ -55,6 +56,7 @@ class JobDetail(serializers.ModelSerializer):
     node = serializers.SlugRelatedField(slug_field="name", read_only=True)
     progress = JobProgress(source="*")
     outputs = JobOutputFile(many=True, read_only=True)
+    outputs_by_name = serializers.SerializerMethodField()
     webhook = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
@@ -62,7 +64,14 @@ class JobDetail(serializers.ModelSerializer):
         model = Job
         fields = ["id", "state", "endpoint", "source", "priority", "node", "attempts", "progress", "error",
                   "error_node", "created_at", "assigned_at", "started_at", "finished_at", "outputs",
-                  "webhook", "links"]  # fmt: skip
+                  "outputs_by_name", "webhook", "links"]  # fmt: skip
+
+    def get_outputs_by_name(self, job: Job) -> dict[str, list[dict[str, Any]]]:
+        context = {"request": self.context.get("request")}
+        return {
+            name: JobOutputFile(files, many=True, context=context).data
+            for name, files in outputs_by_name(job).items()
+        }
 
     def get_webhook(self, job: Job) -> dict[str, Any] | None:
         return JobWebhook(job).data if job.webhook_url else None
@@ -76,6 +85,25 @@ class JobDetail(serializers.ModelSerializer):
             "preview": absolute(f"/preview/{job.id}", request),
             "ws": ws_url(f"/ws/jobs/{job.id}/", request),
         }
+
+
+def outputs_by_name(job: Job) -> dict[str, list[JobOutput]]:
+    """The job's files by output name, the `[name]` tag of their node's title; by node id when none is named."""
+    named: dict[str, list[JobOutput]] = {}
+    by_node: dict[str, list[JobOutput]] = {}
+    for output in job.outputs.all():
+        by_node.setdefault(output.node_id, []).append(output)
+        if name := _output_name(output.node_title):
+            named.setdefault(name, []).append(output)
+    return named or by_node
+
+
+def _output_name(title: str) -> str | None:
+    try:
+        tags = parse_title(title).tags
+    except AnnotationError:
+        return None
+    return next((tag.name for tag in tags if not tag.widgets), None)
 
 
 def job_json(job: Job, request=None) -> dict[str, Any]:

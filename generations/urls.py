@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generations import views
+from generations import endpoint_views, views
 
 urlpatterns = [
     path("api/jobs/", views.JobListApi.as_view(), name="job-list"),
@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/jobs/<uuid:job_id>/cancel", views.JobCancelApi.as_view(), name="job-cancel"),
     path("api/jobs/<uuid:job_id>/outputs/<int:index>", views.JobOutputApi.as_view(), name="job-output"),
     path("api/endpoints/<slug:slug>/run", views.EndpointRunApi.as_view(), name="endpoint-run"),
+    path("api/endpoints/<slug:slug>", endpoint_views.EndpointDetailFastApi.as_view(), name="endpoint-detail"),
     path("files/<str:token>", views.SignedFileApi.as_view(), name="signed-file"),
     path("preview/<uuid:job_id>", views.JobPreviewApi.as_view(), name="job-preview"),
 ]

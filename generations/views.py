@@ -13,13 +13,12 @@ from rest_framework.views import APIView
 
 from comfyrouter.models import ApiKey
 from generations import progress, services
-from generations.files import resolve_files
+from generations.endpoint_views import endpoint_job, invalid_inputs
 from generations.models import Job
 from generations.serializers import EndpointRunInput, JobDetail, job_json
 from generations.signing import output_from_token
 from workflows_app.models import Endpoint
 from workflows_app.render import InputError
-from workflows_app.services import endpoint_render, endpoint_values
 
 
 def visible_jobs(request: Request):
@@ -108,17 +107,11 @@ class EndpointRunApi(APIView):
         run.is_valid(raise_exception=True)
         data = run.validated_data
         try:
-            params, values = endpoint_values(endpoint=endpoint, inputs=data["inputs"])
-            values, files = resolve_files(params, values)
-            prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
-            job = services.job_create(
-                prompt=prompt, inputs=values, files=files, endpoint=endpoint,
-                owner=request.user, api_key=api_key_of(request),
-                priority=data["priority"], webhook_url=data["webhook_url"],
-                idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
-            )  # fmt: skip
+            job = endpoint_job(
+                request, endpoint, data["inputs"], priority=data["priority"], webhook_url=data["webhook_url"]
+            )
         except InputError as exc:
-            return Response({"detail": "Invalid inputs.", "code": "invalid_inputs", "errors": exc.problems}, 400)
+            return invalid_inputs(exc)
         except services.QueueFull as exc:
             return queue_full(exc)
         return job_response(request, job, wait=data["wait"], longest=endpoint.max_wait)

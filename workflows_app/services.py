@@ -1,14 +1,18 @@
-"""Endpoints at run time: a caller's inputs become the prompt graph a node runs."""
+"""Workflows and endpoints: import, publish, and at run time a caller's inputs become the prompt graph."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-from workflows_app.models import Endpoint, WorkflowVersion
+from django.db import transaction
+from django.db.models import Max
+
+from workflows_app.importer import api_graph_problems, detect_format, ui_to_api
+from workflows_app.models import Endpoint, Workflow, WorkflowVersion
 from workflows_app.objectinfo import object_info
-from workflows_app.params import EndpointParams, collect_params
-from workflows_app.render import SEED_WIDGETS, randomize_seeds, render, validate_inputs
+from workflows_app.params import EndpointParams, WorkflowError, collect_params
+from workflows_app.render import SEED_WIDGETS, InputError, randomize_seeds, render, validate_inputs
 
 
 @functools.lru_cache(maxsize=512)
@@ -34,3 +38,84 @@ def endpoint_values(*, endpoint: Endpoint, inputs: Any) -> tuple[EndpointParams,
 def endpoint_render(*, endpoint: Endpoint, params: EndpointParams, values: dict[str, Any]) -> dict[str, Any]:
     """The prompt graph for these values (file inputs already replaced by their names on the nodes)."""
     return render(endpoint.version.graph, params, values)
+
+
+PUBLISHED_FIELDS = frozenset({"title", "description", "enabled", "defaults", "output_mode", "max_wait"})
+
+
+def workflow_import(*, name: str, graph: Any, user: Any = None, description: str = "") -> WorkflowVersion:
+    """A new version of workflow `name` (made if new) from an API- or UI-format graph; raises WorkflowError."""
+    info = object_info()
+    kind = detect_format(graph)
+    api_graph, errors = ui_to_api(graph, info) if kind == "ui" else (dict(graph), [])
+    errors += api_graph_problems(api_graph, info)
+    try:
+        collect_params(api_graph, info)
+    except WorkflowError as exc:
+        errors += exc.messages
+    if errors:
+        raise WorkflowError(errors)
+    owner = user if getattr(user, "is_authenticated", False) else None
+    with transaction.atomic():
+        workflow, _ = Workflow.objects.select_for_update().get_or_create(
+            name=name, defaults={"created_by": owner, "description": description}
+        )
+        number = (workflow.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+        version = WorkflowVersion.objects.create(
+            workflow=workflow, number=number, graph=api_graph, source_format=kind, source=graph, created_by=owner
+        )
+        workflow.save(update_fields=["updated_at"])
+    return version
+
+
+def endpoint_publish(*, slug: str, workflow: Workflow, user: Any = None, **fields: Any) -> Endpoint:
+    """Point endpoint `slug` (made if new) at the workflow's latest version; republishing moves it."""
+    version = workflow.latest_version
+    if version is None:
+        raise WorkflowError([f"workflow {workflow.name!r} has no version to publish"])
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().filter(slug=slug).first()
+        endpoint = endpoint or Endpoint(slug=slug, title=workflow.name, description=workflow.description)
+        endpoint.version = version
+        return _endpoint_save(endpoint, fields)
+
+
+def endpoint_update(*, endpoint: Endpoint, **fields: Any) -> Endpoint:
+    """Change an endpoint's title, description, defaults, output mode, wait or enabled flag."""
+    with transaction.atomic():
+        return _endpoint_save(Endpoint.objects.select_for_update().get(id=endpoint.id), fields)
+
+
+def endpoint_unpublish(*, endpoint: Endpoint) -> None:
+    """Remove an endpoint; its workflow, versions and past jobs stay."""
+    endpoint.delete()
+
+
+def _endpoint_save(endpoint: Endpoint, fields: dict[str, Any]) -> Endpoint:
+    for name, value in fields.items():
+        if name in PUBLISHED_FIELDS:
+            setattr(endpoint, name, value)
+    problems = defaults_problems(version_params(endpoint.version_id), endpoint.defaults or {})
+    if problems:
+        raise WorkflowError(problems)
+    endpoint.save()
+    return endpoint
+
+
+def defaults_problems(params: EndpointParams, defaults: Any) -> list[str]:
+    """Why an endpoint's defaults (`{field: value}`, as `Param.field` names them) do not fit its inputs."""
+    if not isinstance(defaults, dict):
+        return ["defaults: must be an object of {input: value}"]
+    fields = params.by_field
+    problems = [f"defaults.{field}: is not an input of this endpoint" for field in defaults if field not in fields]
+    body: dict[str, Any] = {}
+    for field, value in defaults.items():
+        if field in fields:
+            param = fields[field]
+            body[param.name] = value if param.flat else {**body.get(param.name, {}), param.widget: value}
+    try:
+        validate_inputs(params, body)
+    except InputError as exc:
+        bad = [p for p in exc.problems if p["rule"] != "is required"]
+        problems += [f"defaults.{p['field']}: {p['value']!r} {p['rule']}" for p in bad]
+    return problems

@@ -1,0 +1,113 @@
+"""Running endpoints: the shared path from a caller's inputs to a queued job, and the ComfyUI-Fast-API route.
+
+ComfyUI-Fast-API (github.com/IfnotFR/ComfyUI-Fast-API, since renamed ComfyUI-Connect) serves each
+saved workflow at `POST /api/workflows/<name>`. Its body is the inputs themselves, by title tag
+(`{"my sampler": {"seed": 1234}}`); a file is `{"type": "file", "content": <base64>, "name"}` or
+`{"type": "file", "url", "name"}`. It answers synchronously with each output tag's images, base64
+(`{"my awesome image": ["<base64>", ...]}`). Here the same call is `POST /api/endpoints/<slug>`: the
+same body, the same answer in base64 output mode, signed expiring links in URL mode. A job that
+outlives the endpoint's `max_wait` answers 202 with the job, as `/run` does.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from comfyrouter.models import ApiKey
+from generations import progress, services
+from generations.files import resolve_files
+from generations.models import Job, JobOutput
+from generations.serializers import job_json, outputs_by_name, signed_url
+from workflows_app.models import Endpoint
+from workflows_app.render import InputError
+from workflows_app.services import endpoint_render, endpoint_values
+from workflows_app.views import EndpointDetailApi
+
+
+def endpoint_job(
+    request: Request, endpoint: Endpoint, inputs: Any, *, priority: int = 0, webhook_url: str = ""
+) -> Job:
+    """Validate the inputs, store their files, render the prompt and queue a job; InputError or QueueFull."""
+    params, values = endpoint_values(endpoint=endpoint, inputs=inputs)
+    values, files = resolve_files(params, values)
+    prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
+    return services.job_create(
+        prompt=prompt, inputs=values, files=files, endpoint=endpoint, owner=request.user,
+        api_key=request.auth if isinstance(request.auth, ApiKey) else None,
+        priority=priority, webhook_url=webhook_url,
+        idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+    )  # fmt: skip
+
+
+def invalid_inputs(exc: InputError) -> Response:
+    return Response({"detail": "Invalid inputs.", "code": "invalid_inputs", "errors": exc.problems}, status=400)
+
+
+def fastapi_inputs(body: Any) -> Any:
+    """Fast-API's `{"type": "file", "url": ...}` is our plain URL string; everything else passes as it is."""
+    if not isinstance(body, Mapping):
+        return body
+    if body.get("type") == "file" and "url" in body and "content" not in body:
+        return body["url"]
+    return {name: fastapi_inputs(value) for name, value in body.items()}
+
+
+def fastapi_outputs(job: Job, request: Request) -> dict[str, list[str]]:
+    """Each output name → its files, base64 or signed links as the endpoint's output mode says."""
+    as_url = job.endpoint is None or job.endpoint.output_mode == Endpoint.OutputMode.URL
+    return {
+        name: [signed_url(output, request) if as_url else _base64(output) for output in outputs]
+        for name, outputs in outputs_by_name(job).items()
+    }
+
+
+def _base64(output: JobOutput) -> str:
+    with output.file.open("rb") as handle:
+        return base64.b64encode(handle.read()).decode()
+
+
+class EndpointDetailFastApi(EndpointDetailApi):
+    """GET/PATCH/DELETE an endpoint; POST runs it the ComfyUI-Fast-API way."""
+
+    open_methods = (*SAFE_METHODS, "POST")
+
+    @extend_schema(
+        request={"application/json": dict},
+        responses={200: dict, 202: OpenApiResponse(description="Still running: the job, to follow.")},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        """Run the endpoint with a ComfyUI-Fast-API body; answer {output name: [files]} when it ends in time."""
+        endpoint = self.get_endpoint(request, slug)
+        if not endpoint.enabled:
+            return Response({"detail": "Not found.", "code": "not_found"}, status=404)
+        try:
+            job = endpoint_job(request, endpoint, fastapi_inputs(request.data))
+        except InputError as exc:
+            return invalid_inputs(exc)
+        except services.QueueFull as exc:
+            body = {"detail": str(exc), "code": "queue_full"}
+            return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
+        return fastapi_response(request, job, wait=endpoint.max_wait)
+
+
+def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
+    finished = lambda: Job.objects.finished().filter(id=job.id).exists()  # noqa: E731
+    if not job.is_finished:
+        progress.wait_finished(job.id, timeout=wait, is_finished=finished)
+        job.refresh_from_db()
+    if job.state == Job.State.SUCCEEDED:
+        return Response(fastapi_outputs(job, request))
+    body = job_json(job, request)
+    if not job.is_finished:
+        return Response(body, status=202, headers={"Location": body["links"]["self"]})
+    code, status = ("job_cancelled", 409) if job.state == Job.State.CANCELLED else ("job_failed", 502)
+    return Response(
+        {"detail": job.error or f"The job ended {job.state}.", "code": code, "job": body}, status=status
+    )
