@@ -172,10 +172,12 @@ def allowed(host: str, address: IPAddress) -> bool:
     """Whether the operator permits this internal source: every private URL, or a listed host or network."""
     if settings.COMFYROUTER_ALLOW_PRIVATE_URLS:
         return True
+    inner = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
     for entry in settings.COMFYROUTER_URL_ALLOWLIST:
         entry = entry.lower().rstrip(".")
         try:
-            if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+            network = ipaddress.ip_network(entry.strip("[]"), strict=False)
+            if address in network or (inner is not None and inner in network):
                 return True
         except ValueError:
             if host.lower() == entry or (entry.startswith(".") and host.lower().endswith(entry)):
