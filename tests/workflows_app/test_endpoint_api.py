@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.generations.conftest import register
 from tests.workflows_app.test_importer import fixture
 from workflows_app.models import Endpoint
 
@@ -111,3 +112,40 @@ def test_the_run_route_still_wins_over_the_detail_route(builtin_endpoints, api_c
     response = api_client.post(f"{URL}sd15-txt2img/run", {"inputs": {"steps": 0}}, format="json")
 
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "steps"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ui_workflow_round_trips_through_the_fleet(worker, fakes, operator_client, api_client):
+    fake = fakes()
+    register(fake, "gpu")
+    imported(operator_client, "castle", "sd15_features.ui")
+    publish(operator_client, slug="castle", workflow="castle")
+
+    inputs = {"prompt": "a keep by the sea", "sampler": {"steps": 2, "cfg": 5.5}}
+    response = api_client.post(f"{URL}castle/run", {"inputs": inputs, "wait": 30}, format="json")
+
+    assert response.status_code == 200, response.json()
+    job = response.json()
+    assert job["state"] == "succeeded" and list(job["outputs_by_name"]) == ["images"]
+    assert job["outputs_by_name"]["images"][0]["url"] == job["outputs"][0]["url"]
+    sent = fake.last_prompt_body["prompt"]
+    assert sent["6"]["inputs"]["text"] == "a keep by the sea"
+    sampler = sent["3"]["inputs"]
+    assert (sampler["steps"], sampler["cfg"], sampler["seed"]) == (2, 5.5, 424242)
+    assert "17" not in sent and sent["9"]["inputs"]["images"] == ["8", 0]  # [!bypass] upscale gone, save rewired
+    assert sent["4"]["class_type"] == "CheckpointLoaderSimple"  # the [!cache] loader is sent
+    assert sent["3"]["inputs"]["model"] == ["4", 0] and "10" not in sent  # the editor-bypassed LoRA too
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_api_workflow_round_trips_with_its_named_output(worker, fakes, operator_client, api_client):
+    register(fakes(), "gpu")
+    imported(operator_client, "flux", "flux_dev.api")
+    publish(operator_client, slug="flux", workflow="flux")
+
+    response = api_client.post(f"{URL}flux/run", {"inputs": {"steps": 2, "size": {"width": 256}}, "wait": 30},
+                               format="json")  # fmt: skip
+
+    assert response.status_code == 200, response.json()
+    [output] = response.json()["outputs_by_name"]["image"]
+    assert output["width"] == 256
