@@ -41,6 +41,7 @@ MAX_PIXELS = 8192 * 8192
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 # Another URL that gave the same bytes is remembered this long (the row keeps the first URL).
 URL_ALIAS_SECONDS = 7 * 24 * 3600
+FAILURE_SECONDS = 10
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
@@ -166,7 +167,7 @@ def cached_url(url: str, *, field: str) -> CachedFile:
     """The cache entry of an image URL, downloaded once however many requests ask for it at the same time."""
     if entry := _touch_url(url):
         return entry
-    with url_lock(url):
+    with url_lock(url, field=field):
         # Whoever held the lock has probably just stored it.
         if entry := _touch_url(url):
             return entry
@@ -204,22 +205,40 @@ def _url_key(url: str) -> str:
 
 
 @contextmanager
-def url_lock(url: str) -> Iterator[None]:
-    """Hold the download of `url` for this process: a Redis lock shared by every web and worker process."""
-    name = "comfyrouter:download:" + hashlib.sha256(url.encode()).hexdigest()
+def url_lock(url: str, *, field: str) -> Iterator[None]:
+    """Hold the download of `url`: a Redis lock shared by every web and worker process."""
+    key = hashlib.sha256(url.encode()).hexdigest()
     wait = settings.COMFYROUTER_DOWNLOAD_DEADLINE + settings.COMFYROUTER_DOWNLOAD_TIMEOUT * 2
-    lock = Lock(cache.redis_client(), name, timeout=wait + 30, blocking_timeout=wait)
+    lock = Lock(cache.redis_client(), f"comfyrouter:download:{key}", timeout=wait + 30, blocking_timeout=wait)
     try:
         acquired = lock.acquire()
     except redis.RedisError:
         # Without Redis the worst case is a duplicate download, never a refused input.
         acquired = False
     try:
-        yield
+        _raise_recent_failure(key, field)
+        try:
+            yield
+        except FileInputError as exc:
+            _note_failure(key, exc.reason)
+            raise
     finally:
         if acquired:
             with suppress(redis.RedisError, LockError):
                 lock.release()
+
+
+# Requests queued behind the lock of a URL that just failed (slow, refused, not an image) fail with the
+# same reason instead of each retrying it in turn.
+def _raise_recent_failure(key: str, field: str) -> None:
+    with suppress(redis.RedisError):
+        if reason := cache.redis_client().get(f"comfyrouter:download-failed:{key}"):
+            raise FileInputError(field, reason.decode())
+
+
+def _note_failure(key: str, reason: str) -> None:
+    with suppress(redis.RedisError):
+        cache.redis_client().set(f"comfyrouter:download-failed:{key}", reason, ex=FAILURE_SECONDS)
 
 
 def model_file(url: str, *, field: str, folder: str) -> str:
@@ -233,7 +252,7 @@ def model_file(url: str, *, field: str, folder: str) -> str:
     prefix = "cr-" + hashlib.sha256(url.encode()).hexdigest()[:16] + "-"
     if existing := _model_on_disk(directory, prefix):
         return existing
-    with url_lock(url):
+    with url_lock(url, field=field):
         if existing := _model_on_disk(directory, prefix):
             return existing
         directory.mkdir(parents=True, exist_ok=True)

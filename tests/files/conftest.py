@@ -88,7 +88,7 @@ def image_server():
 def fresh_file_keys():
     """URL aliases, download locks and node memories of earlier tests must not leak into this one."""
     client = cache.redis_client()
-    for pattern in ("comfyrouter:url-file:*", "comfyrouter:download:*", "comfyrouter:node-files:*"):
+    for pattern in ("comfyrouter:url-file:*", "comfyrouter:download*", "comfyrouter:node-files:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -77,9 +78,8 @@ def test_another_url_with_the_same_bytes_is_stored_once_and_remembered(
     assert (image_server.hits["/1.png"], image_server.hits["/2.png"]) == (1, 1)
 
 
-def test_twenty_concurrent_jobs_on_one_url_cause_one_download(builtin_endpoints, user, image_server, allow_local):
-    url = image_server.serve("/busy.png", png())
-    image_server.delay["/busy.png"] = 0.5  # every request arrives while the first download runs
+def post_concurrently(user, url: str, count: int) -> list[int]:
+    """Status codes of `count` runs posted at once from their own threads (and DB connections)."""
     statuses: list[int] = []
 
     def post() -> None:
@@ -90,16 +90,36 @@ def test_twenty_concurrent_jobs_on_one_url_cause_one_download(builtin_endpoints,
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=post) for _ in range(20)]
+    threads = [threading.Thread(target=post) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    return statuses
 
-    assert statuses == [202] * 20
+
+def test_twenty_concurrent_jobs_on_one_url_cause_one_download(builtin_endpoints, user, image_server, allow_local):
+    url = image_server.serve("/busy.png", png())
+    image_server.delay["/busy.png"] = 0.5  # every request arrives while the first download runs
+
+    assert post_concurrently(user, url, 20) == [202] * 20
+
     assert image_server.hits["/busy.png"] == 1
     [entry] = CachedFile.objects.all()
     assert entry.hits == 19 and Job.objects.filter(input_files=entry).count() == 20
+
+
+def test_requests_waiting_on_a_failing_url_share_its_failure(
+    builtin_endpoints, user, image_server, allow_local, settings
+):
+    settings.COMFYROUTER_DOWNLOAD_TIMEOUT = 0.5
+    url = image_server.serve("/stuck.png", png())
+    image_server.delay["/stuck.png"] = 3
+    started = time.monotonic()
+
+    assert post_concurrently(user, url, 5) == [400] * 5
+
+    assert image_server.hits["/stuck.png"] == 1 and time.monotonic() - started < 2.5
 
 
 def test_a_node_that_holds_a_file_is_not_sent_it_again(
