@@ -216,9 +216,10 @@ def images_response(jobs: list[Job], fields: Mapping[str, Any], request) -> dict
 
 def response_format(fields: Mapping[str, Any], endpoint: Endpoint) -> str:
     """The format asked for, else the endpoint's output mode; url serves the stored PNG as is."""
-    chosen = fields.get("response_format") or (
-        "url" if endpoint.output_mode == Endpoint.OutputMode.URL else "b64_json"
-    )
+    if fields["stream"]:
+        return "b64_json"  # stream events always carry the image itself
+    by_mode = "url" if endpoint.output_mode == Endpoint.OutputMode.URL else "b64_json"
+    chosen = fields.get("response_format") or by_mode
     if chosen == "url" and fields["output_format"] != "png":
         raise bad_request("output_format jpeg and webp need response_format b64_json.", "output_format")
     return chosen

@@ -23,7 +23,6 @@ from comfyrouter.services import api_key_create
 from tests.generations.conftest import ENGINE_SETTINGS, builtin_endpoints, fakes, register  # noqa: F401
 from tests.workers import ROOT, process_env, start_worker
 
-
 ASGI_APP = "comfyrouter.asgi:application"
 
 
