@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from django.conf import settings
@@ -75,10 +75,12 @@ def fetch(url: str, sink: BinaryIO, *, limit: int) -> Download:
     # trust_env=False: a proxy from the environment would resolve the name again, past our checks.
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
+            if time.monotonic() > deadline:
+                raise DownloadRefused(f"took longer than {settings.COMFYROUTER_DOWNLOAD_DEADLINE} s")
             target = check_url(url)
             with _response(client, target) as response:
                 if response.is_redirect and "location" in response.headers:
-                    url = str(httpx.URL(url).join(response.headers["location"]))
+                    url = urljoin(url, response.headers["location"])
                     continue
                 if response.status_code != 200:
                     raise DownloadRefused(f"the server answered HTTP {response.status_code}")
@@ -88,29 +90,35 @@ def fetch(url: str, sink: BinaryIO, *, limit: int) -> Download:
 
 def check_url(url: str) -> Target:
     """The hop `url` names, once its scheme and every address of its host are acceptable."""
+    scheme, host, port, path = split_url(url)
+    addresses = resolve(host, port)
+    for address in addresses:
+        if (reason := blocked_reason(address)) and not allowed(host, address):
+            shown = host if host == str(address) else f"{host} ({address})"
+            raise DownloadRefused(f"{shown} is not a public address ({reason}); {OPT_IN}")
+    return Target(scheme, host, port, path, addresses)
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, ASCII host, port, path and query) of an http(s) URL without credentials."""
     if len(url) > MAX_URL_LENGTH:
         raise DownloadRefused(f"URL is longer than {MAX_URL_LENGTH} characters")
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
+        # IDNA: the Host header and SNI take ASCII; "bücher.example" becomes "xn--bcher-kva.example".
+        host = (parts.hostname or "").rstrip(".").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
         raise DownloadRefused("is not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         raise DownloadRefused("only http and https URLs are accepted")
     if parts.username is not None or parts.password is not None:
         raise DownloadRefused("URLs with credentials are not accepted")
-    host = (parts.hostname or "").rstrip(".")
     if not host:
         raise DownloadRefused("URL has no host")
-    port = port or DEFAULT_PORTS[scheme]
-    addresses = resolve(host, port)
-    for address in addresses:
-        if (reason := blocked_reason(address)) and not allowed(host, address):
-            shown = host if host == str(address) else f"{host} ({address})"
-            raise DownloadRefused(f"{shown} is not a public address ({reason}); {OPT_IN}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(scheme, host, port, path, addresses)
+    return scheme, host, port or DEFAULT_PORTS[scheme], path
 
 
 def parse_ip(host: str) -> IPAddress | None:
@@ -191,9 +199,11 @@ def _response(client: httpx.Client, target: Target) -> Iterator[httpx.Response]:
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     failure = ""
     for address in target.addresses:
-        request = client.build_request("GET", target.url_for(address), headers=headers, extensions=extensions)
         try:
+            request = client.build_request("GET", target.url_for(address), headers=headers, extensions=extensions)
             response = client.send(request, stream=True)
+        except httpx.InvalidURL:
+            raise DownloadRefused("is not a valid URL") from None
         except httpx.TimeoutException:
             timeout = settings.COMFYROUTER_DOWNLOAD_TIMEOUT
             raise DownloadRefused(f"{target.host} did not answer in {timeout} s") from None
@@ -210,7 +220,8 @@ def _response(client: httpx.Client, target: Target) -> Iterator[httpx.Response]:
 
 def _stream(response: httpx.Response, sink: BinaryIO, *, url: str, limit: int, deadline: float) -> Download:
     too_big = f"is larger than the {limit}-byte download limit"
-    if int(response.headers.get("content-length") or 0) > limit:
+    announced = response.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
         raise DownloadRefused(too_big)
     digest, size = hashlib.sha256(), 0
     try:

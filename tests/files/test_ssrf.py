@@ -69,6 +69,8 @@ def test_a_non_public_address_is_refused_before_connecting(url, reason, settings
         ("http:///a.png", "no host"),
         ("http://example.com:99999/", "not a valid URL"),
         ("http://no-such-host.invalid/", "does not resolve"),
+        ("http://bücher.invalid/", "does not resolve"),  # IDNA-encoded, then resolved
+        ("http://[::1/", "not a valid URL"),
         ("http://example.com/" + "a" * 2000, "longer than 2000"),
     ],
 )
@@ -117,6 +119,14 @@ def test_a_redirect_to_a_private_address_is_refused(image_server, settings):
         fetch(f"http://localhost:{image_server.port}/go", io.BytesIO(), limit=10_000)
 
     assert image_server.hits == {"/go": 1}
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "http://[::1]:1/"])
+def test_a_redirect_is_checked_like_the_first_url(image_server, allow_local, location):
+    image_server.redirect("/jump", location)
+
+    with pytest.raises(DownloadRefused, match="only http and https|loopback"):
+        fetch(f"{image_server.url}/jump", io.BytesIO(), limit=10_000)
 
 
 def test_redirects_are_followed_and_bounded(image_server, allow_local):
