@@ -79,6 +79,7 @@ class EndpointDetailFastApi(EndpointDetailApi):
     open_methods = (*SAFE_METHODS, "POST")
 
     @extend_schema(
+        operation_id="endpoint_fastapi_run",
         request={"application/json": dict},
         responses={200: dict, 202: OpenApiResponse(description="Still running: the job, to follow.")},
     )

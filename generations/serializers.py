@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from generations.models import Job, JobOutput
@@ -111,6 +112,9 @@ def job_json(job: Job, request=None) -> dict[str, Any]:
     return JobDetail(job, context={"request": request}).data
 
 
+@extend_schema_field(
+    {"oneOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}], "description": "false, true or seconds"}
+)
 class WaitField(serializers.Field):
     """`false` (default), `true` (the endpoint's longest wait) or a number of seconds."""
 

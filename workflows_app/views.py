@@ -43,7 +43,11 @@ class WorkflowListApi(APIView):
         workflows = Workflow.objects.prefetch_related("versions__workflow")
         return Response(WorkflowOutput(workflows, many=True).data)
 
-    @extend_schema(request=WorkflowImportInput, responses={201: WorkflowVersionOutput, 400: INVALID})
+    @extend_schema(
+        operation_id="workflow_import",
+        request=WorkflowImportInput,
+        responses={201: WorkflowVersionOutput, 400: INVALID},
+    )
     def post(self, request: Request) -> Response:
         """Import a workflow (API or UI format): a new workflow, or a new version of the one with this name."""
         data = WorkflowImportInput(data=request.data)
@@ -74,7 +78,9 @@ class EndpointListApi(APIView):
         return Response(EndpointOutput(endpoints, many=True, context={"request": request}).data)
 
     @extend_schema(
-        request=EndpointPublishInput, responses={200: EndpointOutput, 201: EndpointOutput, 400: INVALID}
+        operation_id="endpoint_publish",
+        request=EndpointPublishInput,
+        responses={200: EndpointOutput, 201: EndpointOutput, 400: INVALID},
     )
     def post(self, request: Request) -> Response:
         """Publish the workflow's latest version at `slug`; an existing slug is moved to it (republish)."""
