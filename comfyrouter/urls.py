@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from generations import pages
+
 from .views import HealthApi, MeApi
 
 handler400 = "comfyrouter.errors.handler400"
@@ -19,4 +21,7 @@ urlpatterns = [
     path("v1/", include("generations.openai.urls")),
     path("", include("workflows_app.urls")),
     path("", include("generations.urls")),
+    path("", pages.dashboard, name="dashboard"),
+    path("jobs/<uuid:job_id>/", pages.job_page, name="job-page"),
+    path("jobs/<uuid:job_id>/outputs/<int:index>", pages.job_output_file, name="job-page-output"),
 ]

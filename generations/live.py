@@ -47,6 +47,12 @@ async def outputs_json(job: Job) -> list[dict[str, Any]]:
     return [output_json(output) async for output in JobOutput.objects.filter(job_id=job.id).order_by("index")]
 
 
+async def node_name(job: Job) -> str:
+    if job.node_id is None:
+        return ""
+    return await Node.objects.filter(id=job.node_id).values_list("name", flat=True).afirst() or ""
+
+
 async def state_message(job: Job) -> dict[str, Any]:
     """The message a state change becomes: done/failed/cancelled when final, else state."""
     if job.state == Job.State.SUCCEEDED:
@@ -57,18 +63,18 @@ async def state_message(job: Job) -> dict[str, Any]:
                 "node_title": node_title(job, node)}  # fmt: skip
     if job.state == Job.State.CANCELLED:
         return {"type": "cancelled", "state": job.state, "error": job.error}
-    return {"type": "state", "state": job.state, "queue_position": await queue_position(job), "error": job.error}
+    return {"type": "state", "state": job.state, "queue_position": await queue_position(job),
+            "node": await node_name(job), "error": job.error}  # fmt: skip
 
 
 async def job_snapshot(job: Job) -> dict[str, Any]:
     """Everything a page needs to draw the job as it is now (sent first on every connect)."""
-    node = await Node.objects.filter(id=job.node_id).values_list("name", flat=True).afirst()
     return {
         "type": "snapshot",
         "job_id": str(job.id),
         "state": job.state,
         "queue_position": await queue_position(job),
-        "node": node or "",
+        "node": await node_name(job),
         "progress": {
             "value": job.progress_value,
             "max": job.progress_max,
@@ -77,6 +83,7 @@ async def job_snapshot(job: Job) -> dict[str, Any]:
         },  # fmt: skip
         "error": job.error if job.state in (Job.State.FAILED, Job.State.CANCELLED) else "",
         "error_node": job.error_node,
+        "error_node_title": node_title(job, job.error_node),
         "outputs": await outputs_json(job) if job.state == Job.State.SUCCEEDED else [],
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
@@ -144,7 +151,7 @@ def job_row(job: Job, node_name: str = "") -> dict[str, Any]:
     return {"id": str(job.id), "state": job.state, "node": node_name, "priority": job.priority,
             "progress": {"value": job.progress_value, "max": job.progress_max}, "error": job.error[:300],
             "created_at": job.created_at.isoformat(), "page_url": f"/jobs/{job.id}/",
-            "thumbnail_url": output_path(job.id, 0) if job.state == Job.State.SUCCEEDED else f"/preview/{job.id}",
+            "thumbnail_url": output_path(job.id, 0) if getattr(job, "n_outputs", 0) else None,
             "admin_url": f"/admin/generations/job/{job.id}/change/"}  # fmt: skip
 
 
@@ -173,11 +180,15 @@ async def fleet_json() -> dict[str, Any]:
     return {"type": "fleet", "nodes": await nodes_json(), "queue": await queue_json(), "jobs_by_state": by_state}
 
 
+def _rows():
+    return Job.objects.select_related("node").defer("prompt", "inputs").annotate(n_outputs=Count("outputs"))
+
+
 async def job_row_of(job_id: Any) -> dict[str, Any] | None:
-    job = await Job.objects.select_related("node").defer("prompt", "inputs").filter(id=job_id).afirst()
+    job = await _rows().filter(id=job_id).afirst()
     return job_row(job, job.node.name if job.node else "") if job else None
 
 
 async def recent_jobs_json() -> list[dict[str, Any]]:
-    jobs = Job.objects.select_related("node").defer("prompt", "inputs").order_by("-created_at")[:RECENT_JOBS]
+    jobs = _rows().order_by("-created_at")[:RECENT_JOBS]
     return [job_row(job, job.node.name if job.node else "") async for job in jobs]

@@ -17,10 +17,12 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from generations.models import Job
 from tests.generations.conftest import (  # noqa: F401 - fixtures used by this package's tests
     builtin_endpoints,
     engine_settings,
     fakes,
+    wait_until,
     worker,
     worker_env,
 )
@@ -93,6 +95,13 @@ def daphne(worker_env) -> Iterator[Daphne]:  # noqa: F811 - the fixture imported
     print("\n".join(["--- daphne log ---", *server.lines[-100:]]))
 
 
+def wait_running(job: Job, *, timeout: float = 15) -> Job:
+    """Until the job samples on its node (state running, at least one step done)."""
+    sampling = Job.objects.filter(id=job.id, state=Job.State.RUNNING, progress_value__gt=0)
+    wait_until(sampling.exists, timeout=timeout, what=f"job {job.id} to run")
+    return Job.objects.get(id=job.id)
+
+
 @dataclass
 class Subscriber:
     """A browser-side WebSocket client that records every message it gets (JSON, or bytes for previews)."""
@@ -138,3 +147,13 @@ def subscriber(daphne):
         return Subscriber(daphne.ws(f"/ws/jobs/{job_id}/{query}"), daphne.url, **kw)
 
     return make
+
+
+@pytest.fixture
+def staff_session(operator) -> str:
+    """The session cookie of a logged-in staff user, valid for the Daphne process too (same DB and key)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(operator)
+    return client.cookies["sessionid"].value

@@ -11,8 +11,9 @@ from websockets.exceptions import InvalidStatus
 
 from generations import services
 from generations.models import Job
-from tests.generations.conftest import register, wait_finished, wait_running
+from tests.generations.conftest import register, wait_finished
 from tests.generations.graphs import txt2img
+from tests.live.conftest import wait_running
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
