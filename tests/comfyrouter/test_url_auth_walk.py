@@ -29,6 +29,8 @@ PUBLIC = [
     for p in (
         r"/health",
         r"/preview/[0-9a-f-]{36}/?",
+        r"/jobs/[0-9a-f-]{36}/",  # the live job page: the unguessable job id is the capability
+        r"/jobs/[0-9a-f-]{36}/outputs/\d+",
         r"/files/[^/]+",  # a signed, expiring link: the signature is the credential (tested in generations)
         r"/admin/login/",
         r"/admin/logout/",
