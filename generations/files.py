@@ -182,7 +182,7 @@ def _download(url: str, sink: BinaryIO, *, field: str, limit: int) -> downloads.
     try:
         return downloads.fetch(url, sink, limit=limit)
     except downloads.DownloadRefused as exc:
-        raise FileInputError(field, f"URL refused: {exc}") from None
+        raise FileInputError(field, f"URL not fetched: {exc}") from None
 
 
 def _touch_url(url: str) -> CachedFile | None:
@@ -256,7 +256,21 @@ def model_file(url: str, *, field: str, folder: str) -> str:
         if existing := _model_on_disk(directory, prefix):
             return existing
         directory.mkdir(parents=True, exist_ok=True)
-        return _place_model(url, directory, prefix, field=field)
+        name = _place_model(url, directory, prefix, field=field)
+    _announce_model(folder, name)
+    return name
+
+
+def _announce_model(folder: str, name: str) -> None:
+    # The directory is shared, so every node has the file now; the scheduler reads the nodes' model lists
+    # (refreshed by health checks only every minute) and would otherwise find the job unrunnable.
+    with transaction.atomic():
+        for node in Node.objects.select_for_update().filter(enabled=True):
+            health = node.health if isinstance(node.health, dict) else {}
+            models = health.get("models") if isinstance(health.get("models"), dict) else None
+            if models is not None and name not in models.get(folder, []):
+                models[folder] = [*models.get(folder, []), name]
+                Node.objects.filter(id=node.id).update(health=health)
 
 
 def _model_on_disk(directory: Path, prefix: str) -> str | None:

@@ -196,9 +196,10 @@ def test_a_model_url_is_refused_without_a_models_dir(builtin_endpoints, api_clie
 
 
 def test_a_model_url_is_placed_in_the_models_dir_and_named_in_the_prompt(
-    builtin_endpoints, api_client, image_server, allow_local, settings, tmp_path
+    builtin_endpoints, api_client, image_server, allow_local, settings, tmp_path, fakes
 ):
     settings.COMFYROUTER_MODELS_DIR = str(tmp_path)
+    node = register(fakes(), "gpu")
     disposition = 'attachment; filename="../My Model.safetensors"'
     url = image_server.serve("/dl", b"weights", Content_Disposition=disposition)
     image = image_server.serve("/in.png", png())
@@ -211,3 +212,7 @@ def test_a_model_url_is_placed_in_the_models_dir_and_named_in_the_prompt(
     assert placed.read_bytes() == b"weights" and image_server.hits["/dl"] == 1
     loaders = [n for n in Job.objects.first().prompt.values() if n["class_type"] == "CheckpointLoaderSimple"]
     assert [n["inputs"]["ckpt_name"] for n in loaders] == [placed.name]
+    # The shared directory gives every node the file: the scheduler must not call the job unrunnable.
+    assert set(Job.objects.values_list("state", flat=True)) == {"queued"}
+    node.refresh_from_db()
+    assert placed.name in node.health["models"]["checkpoints"]
