@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 RUNROUTER_ARGS ?=
 
-# Prerequisites of `make test` beyond the venv (browser tests will add Chromium and Playwright here).
-TEST_PREREQUISITES := $(STAMP)
+# Prerequisites of `make test` beyond the venv (which holds Playwright, from the test extras).
+CHROMIUM := /usr/bin/chromium
+TEST_PREREQUISITES := $(STAMP) browser
 
-.PHONY: setup run test lint format clean
+.PHONY: setup browser run test lint format clean
 
 setup: $(STAMP)
 
@@ -21,6 +22,14 @@ $(STAMP): pyproject.toml
 	@echo "Installing ComfyRouter and its test tools into $(VENV)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
+
+# Debian's Chromium for the browser tests, installed when missing and we are root (CI); without it and
+# without root the browser tests skip. Playwright drives it by path: no `playwright install` download.
+browser:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
