@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -98,3 +99,43 @@ def test_only_staff_see_or_import_workflows(api_client, anon_client):
     body = {"name": "x", "graph": fixture("sd15_txt2img.api")}
     assert api_client.post(URL, body, format="json").status_code == 403
     assert anon_client.get(URL).status_code == 401
+
+
+def upload(name: str, content: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, content, content_type="application/json")
+
+
+def test_the_admin_imports_a_file_and_shows_every_error(client, operator):
+    client.force_login(operator)
+    page = "/admin/workflows_app/workflow/import/"
+    assert client.get(page).status_code == 200
+    assert "Import a workflow file" in client.get("/admin/workflows_app/workflow/").text
+
+    good = json.dumps(fixture("sd15_txt2img.ui")).encode()
+    response = client.post(page, {"name": "sd", "file": upload("workflow.json", good)})
+
+    assert response.status_code == 302
+    assert Workflow.objects.get(name="sd").latest_version.source_format == "ui"
+
+    broken = fixture("sd15_txt2img.api")
+    broken["1"] = {"class_type": "Nope", "inputs": {}}
+    broken["6"]["_meta"]["title"] = "[!nope]"
+    response = client.post(page, {"name": "bad", "file": upload("api.json", json.dumps(broken).encode())})
+    assert response.status_code == 200
+    assert "node 1: unknown class &#x27;Nope&#x27;" in response.text and "unknown tag [!nope]" in response.text
+    not_json = client.post(page, {"name": "bad", "file": upload("x.json", b"{nope")})
+    assert "The file is not JSON" in not_json.text
+
+
+def test_the_admin_publish_action_publishes_the_latest_version(client, operator, operator_client):
+    from workflows_app.models import Endpoint
+
+    operator_client.post(URL, {"name": "My SD", "graph": fixture("sd15_txt2img.api")}, format="json")
+    workflow = Workflow.objects.get(name="My SD")
+    client.force_login(operator)
+
+    client.post("/admin/workflows_app/workflow/", {"action": "publish", "_selected_action": [workflow.id]})
+
+    assert Endpoint.objects.get(slug="my-sd").version == workflow.latest_version
