@@ -62,57 +62,74 @@ def wants_preview(sent: int, wanted: int, fraction: float) -> bool:
     return sent < wanted and fraction >= (sent + 1) / (wanted + 1)
 
 
+@dataclass
+class Sampling:
+    """What a stream knows of one job's sampling: progress so far, partial images sent."""
+
+    fraction: float = 0.0
+    sent: int = 0
+
+
 async def image_events(job_ids: list[Any], spec: StreamSpec) -> AsyncIterator[bytes]:
-    """The whole event stream of a request's jobs, one after another."""
+    """The event stream of a request's jobs: partial images as they come, each job's images as it ends."""
     layer = get_channel_layer()
     channel = await layer.new_channel()
     groups = [progress.job_group(job_id) for job_id in job_ids]
     for group in groups:
         await layer.group_add(group, channel)
-    deadline = time.monotonic() + spec.timeout
-    done: set[Any] = set()
+    pending = list(job_ids)
     try:
-        partials = 0
-        for job_id in job_ids:
-            async for partial, event in _job_events(layer, channel, job_id, spec, deadline, partials):
-                partials += partial
-                yield event
-            done.add(job_id)
+        async for event in _events(layer, channel, pending, spec):
+            yield event
     except OpenAIError as error:
         yield sse("error", {"type": "error", **error.body})
     finally:
         for group in groups:
             await layer.group_discard(group, channel)
         # A client that hung up gets no images: stop spending GPU time on them.
-        for job_id in set(job_ids) - done:
+        for job_id in pending:
             await sync_to_async(_cancel)(job_id)
 
 
-async def _job_events(layer, channel: str, job_id: Any, spec: StreamSpec, deadline: float, first_index: int):
-    sent, fraction = 0, 0.0
-    while not await sync_to_async(_finished)(job_id):
+async def _events(layer, channel: str, pending: list[Any], spec: StreamSpec) -> AsyncIterator[bytes]:
+    deadline = time.monotonic() + spec.timeout
+    sampling = {str(job_id): Sampling() for job_id in pending}
+    message: dict[str, Any] | None = {"type": "job.state"}  # check the database first
+    last_check = 0.0
+    while pending:
+        if message is None or message["type"] == "job.state" or time.monotonic() - last_check > POLL_SECONDS:
+            last_check = time.monotonic()
+            for job_id in await sync_to_async(_finished)(pending):
+                for completed in await sync_to_async(_completed)(job_id, spec):
+                    yield sse(f"{spec.kind}.completed", completed)
+                pending.remove(job_id)
+            if not pending:
+                return
         if time.monotonic() > deadline:
             raise OpenAIError(503, f"The job did not finish within {spec.timeout:g} s.", code="timeout")
-        try:
-            message = await asyncio.wait_for(layer.receive(channel), POLL_SECONDS)
-        except TimeoutError:
-            continue
-        if message.get("job_id") != str(job_id):
+        message = await _receive(layer, channel)
+        job = sampling.get(message.get("job_id", "")) if message else None
+        if job is None:
             continue
         if message["type"] == "job.progress" and message.get("max"):
-            fraction = message["value"] / message["max"]
-        elif message["type"] == "job.preview" and wants_preview(sent, spec.partial_images, fraction):
-            yield (
-                True,
-                sse(f"{spec.kind}.partial_image", await _partial(message["image"], spec, first_index + sent)),
-            )
-            sent += 1
-    for completed in await sync_to_async(_completed)(job_id, spec):
-        yield False, sse(f"{spec.kind}.completed", completed)
+            job.fraction = message["value"] / message["max"]
+        elif message["type"] == "job.preview" and wants_preview(job.sent, spec.partial_images, job.fraction):
+            index = sum(other.sent for other in sampling.values())
+            yield sse(f"{spec.kind}.partial_image", await _partial(message["image"], spec, index))
+            job.sent += 1
 
 
-def _finished(job_id: Any) -> bool:
-    return Job.objects.finished().filter(id=job_id).exists()
+async def _receive(layer, channel: str) -> dict[str, Any] | None:
+    try:
+        return await asyncio.wait_for(layer.receive(channel), POLL_SECONDS)
+    except TimeoutError:
+        return None
+
+
+def _finished(job_ids: list[Any]) -> list[Any]:
+    """The ids of the jobs that ended, in the request's order."""
+    ended = {str(job_id) for job_id in Job.objects.finished().filter(id__in=job_ids).values_list("id", flat=True)}
+    return [job_id for job_id in job_ids if str(job_id) in ended]
 
 
 def _cancel(job_id: Any) -> None:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from generations.models import Job
+from workflows_app.builtin import sd15_txt2img
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +89,23 @@ async def test_the_async_client_gets_the_same_answer(async_client, node):
     result = await async_client.images.generate(prompt="a boat", size="192x128", response_format="b64_json")
 
     assert image_of(result.data[0].b64_json).size == (192, 128)
+
+
+def test_an_unannotated_workflow_is_driven_by_node_types(client, node):
+    from tests.openai.test_mapping import untitled
+    from workflows_app.services import endpoint_publish, workflow_import
+
+    version = workflow_import(name="plain", graph=untitled(sd15_txt2img.GRAPH))
+    endpoint_publish(slug="plain", workflow=version.workflow)
+
+    result = client.images.generate(
+        model="plain", prompt="a kite", n=2, size="96x64", response_format="b64_json", extra_body={"seed": 5}
+    )
+
+    assert [image_of(item.b64_json).size for item in result.data] == [(96, 64), (96, 64)]
+    sent = node.last_prompt_body["prompt"]
+    assert (sent["6"]["inputs"]["text"], sent["3"]["inputs"]["seed"], sent["5"]["inputs"]["batch_size"]) == (
+        "a kite",
+        5,
+        2,
+    )

@@ -79,3 +79,16 @@ def test_a_client_that_hangs_up_cancels_its_job(client, fakes):
 
     [job] = wait_finished(Job.objects.all(), timeout=15)
     assert job.state == Job.State.CANCELLED
+
+
+def test_an_edit_of_n_2_streams_both_jobs(client, slow_node):
+    image = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(image, format="PNG")
+
+    stream = client.images.edit(image=("in.png", image.getvalue()), prompt="x", n=2, stream=True, partial_images=1)
+    events = list(stream)
+
+    partials = [event for event in events if event.type == "image_edit.partial_image"]
+    assert [event.partial_image_index for event in partials] == [0, 1]
+    assert [event.type for event in events].count("image_edit.completed") == 2
+    assert Job.objects.filter(state=Job.State.SUCCEEDED).count() == 2
