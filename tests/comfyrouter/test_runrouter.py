@@ -27,7 +27,7 @@ from django.conf import settings
 from comfyrouter import embedded_redis
 from comfyrouter.supervisor import Supervisor
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MANAGE = str(settings.BASE_DIR / "manage.py")
 EMBEDDED = not os.environ.get("REDIS_URL")
@@ -122,7 +122,7 @@ def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def router(var_dir: Path) -> Iterator[Router]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, MANAGE, "runrouter"],
+        [sys.executable, MANAGE, "runrouter", "--concurrency", "1"],
         env=router_env(var_dir, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
