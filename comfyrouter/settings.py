@@ -273,6 +273,7 @@ COMFYROUTER_URL_ALLOWLIST = env_list("COMFYROUTER_URL_ALLOWLIST")
 # Model files by URL land here (a directory the nodes share); unset, such inputs are refused.
 COMFYROUTER_MODELS_DIR = env_str("COMFYROUTER_MODELS_DIR")
 COMFYROUTER_MAX_MODEL_BYTES = env_int("COMFYROUTER_MAX_MODEL_BYTES", 40 * 1024**3, minimum=1024)
+COMFYROUTER_MODEL_DOWNLOAD_DEADLINE = env_int("COMFYROUTER_MODEL_DOWNLOAD_DEADLINE", 1800, minimum=1)
 CELERY_BEAT_SCHEDULE["evict-cache"] = {
     "task": "generations.tasks.evict_cache",
     "schedule": float(COMFYROUTER_CACHE_EVICT_INTERVAL),

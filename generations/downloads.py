@@ -68,15 +68,16 @@ class Download:
     sha256: str
 
 
-def fetch(url: str, sink: BinaryIO, *, limit: int) -> Download:
-    """Stream `url` into `sink`, checking every hop, at most `limit` bytes; raises DownloadRefused."""
-    deadline = time.monotonic() + settings.COMFYROUTER_DOWNLOAD_DEADLINE
+def fetch(url: str, sink: BinaryIO, *, limit: int, seconds: float | None = None) -> Download:
+    """Stream `url` into `sink`, checking every hop: at most `limit` bytes in `seconds`; raises DownloadRefused."""
+    seconds = settings.COMFYROUTER_DOWNLOAD_DEADLINE if seconds is None else seconds
+    deadline = time.monotonic() + seconds
     timeout = httpx.Timeout(settings.COMFYROUTER_DOWNLOAD_TIMEOUT)
     # trust_env=False: a proxy from the environment would resolve the name again, past our checks.
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             if time.monotonic() > deadline:
-                raise DownloadRefused(f"took longer than {settings.COMFYROUTER_DOWNLOAD_DEADLINE} s")
+                raise DownloadRefused(f"took longer than {seconds} s")
             target = check_url(url)
             with _response(client, target) as response:
                 if response.is_redirect and "location" in response.headers:
@@ -84,7 +85,7 @@ def fetch(url: str, sink: BinaryIO, *, limit: int) -> Download:
                     continue
                 if response.status_code != 200:
                     raise DownloadRefused(f"the server answered HTTP {response.status_code}")
-                return _stream(response, sink, url=url, limit=limit, deadline=deadline)
+                return _stream(response, sink, url=url, limit=limit, deadline=(deadline, seconds))
     raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
 
 
@@ -218,7 +219,9 @@ def _response(client: httpx.Client, target: Target) -> Iterator[httpx.Response]:
     raise DownloadRefused(failure or f"could not connect to {target.host}")
 
 
-def _stream(response: httpx.Response, sink: BinaryIO, *, url: str, limit: int, deadline: float) -> Download:
+def _stream(
+    response: httpx.Response, sink: BinaryIO, *, url: str, limit: int, deadline: tuple[float, float]
+) -> Download:
     too_big = f"is larger than the {limit}-byte download limit"
     announced = response.headers.get("content-length", "")
     if announced.isdigit() and int(announced) > limit:
@@ -230,8 +233,8 @@ def _stream(response: httpx.Response, sink: BinaryIO, *, url: str, limit: int, d
             if size > limit:
                 raise DownloadRefused(too_big)
             # The read timeout is per chunk; a server dripping bytes is stopped by the overall deadline.
-            if time.monotonic() > deadline:
-                raise DownloadRefused(f"took longer than {settings.COMFYROUTER_DOWNLOAD_DEADLINE} s")
+            if time.monotonic() > deadline[0]:
+                raise DownloadRefused(f"took longer than {deadline[1]} s")
             digest.update(chunk)
             sink.write(chunk)
     except httpx.TimeoutException:

@@ -178,9 +178,11 @@ def cached_url(url: str, *, field: str) -> CachedFile:
     return entry
 
 
-def _download(url: str, sink: BinaryIO, *, field: str, limit: int) -> downloads.Download:
+def _download(
+    url: str, sink: BinaryIO, *, field: str, limit: int, seconds: float | None = None
+) -> downloads.Download:
     try:
-        return downloads.fetch(url, sink, limit=limit)
+        return downloads.fetch(url, sink, limit=limit, seconds=seconds)
     except downloads.DownloadRefused as exc:
         raise FileInputError(field, f"URL not fetched: {exc}") from None
 
@@ -205,10 +207,10 @@ def _url_key(url: str) -> str:
 
 
 @contextmanager
-def url_lock(url: str, *, field: str) -> Iterator[None]:
-    """Hold the download of `url`: a Redis lock shared by every web and worker process."""
+def url_lock(url: str, *, field: str, seconds: float | None = None) -> Iterator[None]:
+    """Hold the download of `url` (expected to last at most `seconds`): a Redis lock shared by every process."""
     key = hashlib.sha256(url.encode()).hexdigest()
-    wait = settings.COMFYROUTER_DOWNLOAD_DEADLINE + settings.COMFYROUTER_DOWNLOAD_TIMEOUT * 2
+    wait = (seconds or settings.COMFYROUTER_DOWNLOAD_DEADLINE) + settings.COMFYROUTER_DOWNLOAD_TIMEOUT * 2
     lock = Lock(cache.redis_client(), f"comfyrouter:download:{key}", timeout=wait + 30, blocking_timeout=wait)
     try:
         acquired = lock.acquire()
@@ -252,7 +254,7 @@ def model_file(url: str, *, field: str, folder: str) -> str:
     prefix = "cr-" + hashlib.sha256(url.encode()).hexdigest()[:16] + "-"
     if existing := _model_on_disk(directory, prefix):
         return existing
-    with url_lock(url, field=field):
+    with url_lock(url, field=field, seconds=settings.COMFYROUTER_MODEL_DOWNLOAD_DEADLINE):
         if existing := _model_on_disk(directory, prefix):
             return existing
         directory.mkdir(parents=True, exist_ok=True)
@@ -282,7 +284,8 @@ def _place_model(url: str, directory: Path, prefix: str, *, field: str) -> str:
     handle, partial = tempfile.mkstemp(dir=directory, prefix=".cr-", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as sink:
-            download = _download(url, sink, field=field, limit=settings.COMFYROUTER_MAX_MODEL_BYTES)
+            download = _download(url, sink, field=field, limit=settings.COMFYROUTER_MAX_MODEL_BYTES,
+                                 seconds=settings.COMFYROUTER_MODEL_DOWNLOAD_DEADLINE)  # fmt: skip
         if not download.name.lower().endswith(MODEL_EXTENSIONS):
             raise FileInputError(field, f"{download.name} is not a model file ({', '.join(MODEL_EXTENSIONS)})")
         final = directory / (prefix + download.name)
