@@ -1,0 +1,197 @@
+"""Preview latency: from the fake ComfyUI writing a preview frame to a browser-side subscriber receiving it.
+
+    .venv/bin/python -m bench.preview_latency [--steps 150] [--step-time 0.05] [--subscribers 1 50]
+
+The whole router runs as in production (`manage.py runrouter`: Daphne, a Celery worker, Redis) in a
+temporary var dir. The fake ComfyUI runs in this process, so its send can be timed without editing it:
+the fake's socket writer (`tests.fake_comfyui.hub._send`) is wrapped to stamp each binary frame, keyed
+by the hash of its JPEG. The subscribers are `websockets` clients in this process that acknowledge each
+preview at once, as the job page does; a frame's latency is its arrival time minus the fake's stamp,
+both on this process's monotonic clock. Previews are coalesced per subscriber, so a subscriber that
+falls behind receives fewer frames rather than later ones: the "frames" column shows how many arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fake_comfyui import FakeComfyUI  # noqa: E402
+from tests.fake_comfyui import hub as fake_hub  # noqa: E402
+
+PYTHON = sys.executable
+ADMIN, PASSWORD = "admin", "bench-preview-latency"
+JPEG_START = b"\xff\xd8\xff"
+
+
+def frame_key(data: bytes) -> bytes:
+    """The hash of the JPEG inside a ComfyUI binary frame (type 1 or 4) or of a bare JPEG."""
+    return hashlib.sha1(data[data.find(JPEG_START) :]).digest()
+
+
+class SendStamps:
+    """Wraps the fake's socket writer: the monotonic time each preview frame started going out."""
+
+    def __init__(self) -> None:
+        self.sent: dict[bytes, float] = {}
+        real = fake_hub._send
+
+        async def timed(ws, payload):
+            if isinstance(payload, bytes) and JPEG_START in payload[:512]:
+                self.sent.setdefault(frame_key(payload), time.perf_counter())
+            await real(ws, payload)
+
+        fake_hub._send = timed
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1] if ordered else math.nan
+
+
+@dataclass
+class Router:
+    """`manage.py runrouter` on a fresh temporary var dir (embedded SQLite and Redis unless the env says)."""
+
+    port: int = 0
+    var_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crpl-", dir="/tmp")))
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "COMFYROUTER_VAR_DIR": str(self.var_dir), "PORT": str(self.port),
+                "COMFYROUTER_ADMIN_PASSWORD": PASSWORD, "COMFYROUTER_ADMIN_USERNAME": ADMIN,
+                "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+
+    def start(self) -> Router:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        for command in (["migrate", "--noinput"], ["ensureadmin"]):
+            subprocess.run(
+                [PYTHON, "manage.py", *command], cwd=ROOT, env=self.env(), check=True, capture_output=True
+            )
+        log = (self.var_dir / "runrouter.log").open("w")
+        argv = [PYTHON, "manage.py", "runrouter", "--port", str(self.port)]
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "runrouter did not start:\n" + (self.var_dir / "runrouter.log").read_text()[-3000:]
+                )
+            time.sleep(0.2)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            up = httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+        return up and "ready." in (self.var_dir / "runrouter.log").read_text()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=(ADMIN, PASSWORD), timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
+
+async def subscribe(url: str, origin: str, arrivals: list[tuple[float, bytes]], connected: asyncio.Event) -> None:
+    async with connect(url, origin=origin, max_size=None) as ws:
+        async for frame in ws:
+            if isinstance(frame, bytes):
+                arrivals.append((time.perf_counter(), frame_key(frame)))
+                await ws.send('{"type": "ack"}')
+                continue
+            message = json.loads(frame)
+            if message["type"] == "snapshot":
+                connected.set()
+            if message["type"] in ("done", "failed", "cancelled"):
+                return
+
+
+async def run_job(router: Router, subscribers: int) -> list[list[tuple[float, bytes]]]:
+    with router.client() as client:
+        answer = client.post("/api/endpoints/sd15-txt2img/run", json={"inputs": {"width": 64, "height": 64}})
+        answer.raise_for_status()
+        job_id = answer.json()["id"]
+    url = f"ws://127.0.0.1:{router.port}/ws/jobs/{job_id}/"
+    arrivals: list[list[tuple[float, bytes]]] = [[] for _ in range(subscribers)]
+    events = [asyncio.Event() for _ in range(subscribers)]
+    tasks = [asyncio.create_task(subscribe(url, router.url, arrivals[i], events[i])) for i in range(subscribers)]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)), 30)
+    await asyncio.wait_for(asyncio.gather(*tasks), 300)
+    return arrivals
+
+
+def measure(router: Router, stamps: SendStamps, subscribers: int) -> dict[str, float]:
+    stamps.sent.clear()
+    arrivals = asyncio.run(run_job(router, subscribers))
+    latencies = [(at - stamps.sent[key]) * 1000 for frames in arrivals for at, key in frames if key in stamps.sent]
+    received = [len(frames) for frames in arrivals]
+    return {"subscribers": subscribers, "frames sent": len(stamps.sent),
+            "frames/subscriber": sum(received) / subscribers,
+            "samples": len(latencies), "p50 ms": percentile(latencies, 50), "p99 ms": percentile(latencies, 99),
+            "max ms": max(latencies, default=math.nan)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150, help="sampler steps (one preview each) per job")
+    parser.add_argument("--step-time", type=float, default=0.05, help="seconds per step on the fake")
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 50])
+    args = parser.parse_args()
+    stamps = SendStamps()
+    # node_time: the nodes before the sampler take a second, so every subscriber is connected before frame 1.
+    fake = FakeComfyUI(steps_override=args.steps, step_time=args.step_time, node_time=0.3).start()
+    router = Router().start()
+    try:
+        with router.client() as client:
+            client.post(
+                "/api/nodes/", json={"name": "fake", "base_url": fake.url, "capacity": 1}
+            ).raise_for_status()
+        measure(router, stamps, 1)  # warm-up: imports, connections and caches
+        rows = [measure(router, stamps, n) for n in args.subscribers]
+    finally:
+        router.stop()
+        fake.stop()
+    print(f"preview latency, fake → subscriber ({args.steps} steps × {args.step_time * 1000:.0f} ms, "
+          f"512×512 JPEG previews; nproc {os.cpu_count()})")  # fmt: skip
+    headers = list(rows[0])
+    print("  ".join(f"{h:>17}" for h in headers))
+    for row in rows:
+        print("  ".join(f"{row[h]:>17.2f}" if isinstance(row[h], float) else f"{row[h]:>17}" for h in headers))
+
+
+if __name__ == "__main__":
+    main()
