@@ -108,3 +108,21 @@ def test_unknown_and_disabled_endpoints_are_404(operator_client, api_client, ano
     assert api_client.post("/api/endpoints/nope", {}, format="json").status_code == 404
     assert api_client.post("/api/endpoints/sd", {}, format="json").status_code == 404
     assert anon_client.post("/api/endpoints/sd", {}, format="json").status_code == 401
+
+
+def test_the_fastapi_readme_example_works_unchanged(worker, fakes, operator_client, api_client):
+    fake = fakes()
+    register(fake, "gpu")
+    graph = fixture("sd15_txt2img.api")
+    graph["3"]["_meta"]["title"] = "KSampler [my sampler]"
+    graph["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]},
+                  "_meta": {"title": "Preview Image [my awesome image]"}}  # fmt: skip
+    operator_client.post("/api/workflows/", {"name": "readme", "graph": graph}, format="json")
+    operator_client.post("/api/endpoints/", {"slug": "readme", "workflow": "readme", "output_mode": "base64"},
+                         format="json")  # fmt: skip
+
+    response = api_client.post("/api/endpoints/readme", {"my sampler": {"seed": 1234}}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert list(response.json()) == ["my awesome image"] and len(response.json()["my awesome image"]) == 1
+    assert fake.last_prompt_body["prompt"]["3"]["inputs"]["seed"] == 1234
