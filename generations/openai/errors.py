@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -100,9 +100,3 @@ def error_response(error: OpenAIError) -> JsonResponse:
 def unexpected(exc: Exception) -> JsonResponse:
     log.exception("unexpected error on /v1", exc_info=exc)
     return error_response(OpenAIError(500, "Internal server error; details are in the server log."))
-
-
-def route_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
-    """/v1 paths no route matches: 404 in OpenAI's shape, as the SDK expects."""
-    message = f"Invalid URL ({request.method} {request.path})"
-    return error_response(OpenAIError(404, message, code="unknown_url"))

@@ -1,12 +1,11 @@
 from django.urls import path, re_path
-from django.views.decorators.csrf import csrf_exempt
 
-from generations.openai import errors, views
+from generations.openai import views
 
 urlpatterns = [
     path("images/generations", views.ImageGenerationApi.as_view(), name="openai-images-generations"),
     path("images/edits", views.ImageEditApi.as_view(), name="openai-images-edits"),
     path("models", views.ModelListApi.as_view(), name="openai-models"),
     path("models/<str:model>", views.ModelDetailApi.as_view(), name="openai-model"),
-    re_path(r"^", csrf_exempt(errors.route_not_found)),
+    re_path(r"^(?P<rest>.*)$", views.RouteNotFoundApi.as_view(), name="openai-not-found"),
 ]

@@ -43,6 +43,8 @@ class OpenAIApi(APIView):
 
 
 class ImageGenerationApi(OpenAIApi):
+    """OpenAI's `images.generate`: a prompt to images on an endpoint (the `model`)."""
+
     @extend_schema(request=ImageGenerationInput, responses={200: dict})
     def post(self, request: Request) -> HttpResponseBase:
         fields = request_fields(request.data, ImageGenerationInput)
@@ -51,12 +53,15 @@ class ImageGenerationApi(OpenAIApi):
 
 
 class ImageEditApi(OpenAIApi):
+    """OpenAI's `images.edit`: an image, and optionally a mask, to images (img2img or inpainting)."""
+
     @extend_schema(request=ImageEditInput, responses={200: dict})
     def post(self, request: Request) -> HttpResponseBase:
+        form = request.POST  # parses the body first: a malformed one is refused as such
         if not (request.content_type or "").startswith("multipart/form-data"):
             raise errors.bad_request("Send image edits as multipart/form-data with an image file.", "image")
         uploads = edit_uploads(request)
-        fields = request_fields(request.POST, ImageEditInput)
+        fields = request_fields(form, ImageEditInput)
         default = DEFAULT_INPAINT_MODEL if "mask" in uploads else DEFAULT_EDIT_MODEL
         endpoint = images.find_model(fields.get("model") or default)
         return images_answer(request, endpoint, fields, uploads=uploads, kind="image_edit")
@@ -90,13 +95,27 @@ def images_answer(request: Request, endpoint: Endpoint, fields: dict, *, uploads
     return Response(images.images_response(jobs, fields, request))
 
 
+class RouteNotFoundApi(OpenAIApi):
+    """Any other /v1 path: OpenAI's 404, after authentication like every route."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, rest: str = "") -> Response:
+        raise errors.OpenAIError(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
+
+    post = put = patch = delete = get
+
+
 class ModelListApi(OpenAIApi):
+    """The endpoints usable as image models."""
+
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response({"object": "list", "data": [images.model_json(e) for e in images.image_models()]})
 
 
 class ModelDetailApi(OpenAIApi):
+    """One image model."""
+
     @extend_schema(responses={200: dict})
     def get(self, request: Request, model: str) -> Response:
         endpoint = images.find_model(model, image_model=True)
