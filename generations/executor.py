@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 PROGRESS_WRITE_SECONDS = 0.5
 
 
+class CancelledBeforeStart(Exception):
+    """Cancel was requested while the prompt was being submitted."""
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -49,6 +53,7 @@ class JobRun:
         )
         self.stop = threading.Event()
         self.cancelled = threading.Event()
+        self.lease_lost = threading.Event()
         self.stream: comfy.EventStream | None = None
         self.titles = {nid: (n.get("_meta") or {}).get("title", "") for nid, n in job.prompt.items()}
         self.last_write = 0.0
@@ -70,6 +75,8 @@ class JobRun:
             result = self._result()
             outputs.store_outputs(job=job, client=self.client, files=result.outputs, titles=self.titles)
             services.job_succeed(job=job)
+        except CancelledBeforeStart:
+            services.job_cancelled(job=job)
         except comfy.ComfyInterrupted as exc:
             self._ended_early(f"ComfyUI interrupted the prompt at node {exc.event.node_id}.")
         except comfy.ComfyExecutionFailed as exc:
@@ -102,7 +109,13 @@ class JobRun:
         with self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT) as stream:
             self.stream = stream
             self._upload_inputs()
+            if self.cancelled.is_set():
+                raise CancelledBeforeStart
             self.client.queue_prompt(job.prompt, client_id=client_id, prompt_id=prompt_id)
+            if self.cancelled.is_set():
+                # The heartbeat's interrupt may have reached the node before our POST did.
+                self.client.cancel(prompt_id)
+                raise CancelledBeforeStart
             return self.client.wait(
                 stream, prompt_id, on_event=self.on_event, timeout=settings.COMFYROUTER_JOB_TIMEOUT
             )
@@ -159,12 +172,14 @@ class JobRun:
                 self._interrupt()
             elif not alive:
                 log.warning("job %s: lease lost (ended or taken over); stopping", self.job.id)
-                self.cancelled.set()
+                self.lease_lost.set()
                 self._close_stream()
                 return
 
     def _interrupt(self) -> None:
         prompt_id = self.job.prompt_id
+        if not prompt_id:
+            return  # not submitted yet: _submit sees the cancel; an untargeted interrupt would hit another job
         try:
             # Targeted: only this prompt, whether it runs or still waits in the node's queue.
             with ComfyClient(self.node.base_url, timeout=5, headers=self.node.request_headers()) as client:
@@ -179,13 +194,15 @@ class JobRun:
             self.stream.close()
 
     def _ended_early(self, reason: str) -> None:
+        if self.lease_lost.is_set():
+            return  # the job ended elsewhere or another executor follows it now: not ours to write
         if self.cancelled.is_set() or Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
             services.job_cancelled(job=self.job)
         else:
             services.job_fail(job=self.job, error=reason)
 
     def _node_lost(self, cause: str) -> None:
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or self.lease_lost.is_set():
             self._ended_early(cause)
             return
         from nodes.services import node_mark_lost

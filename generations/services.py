@@ -39,7 +39,9 @@ def enqueue_dispatch() -> None:
     """Ask a worker to fill free node slots once the current transaction commits."""
     from generations.tasks import dispatch_jobs
 
-    dispatch_jobs.delay_on_commit()
+    # robust: with Redis down the job is still accepted (beat's sweep dispatches it later), and
+    # the hooks queued after this one (waking waiters, the webhook) still run.
+    transaction.on_commit(dispatch_jobs.delay, robust=True)
 
 
 def job_create(
@@ -195,7 +197,7 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) ->
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1])
             enqueue_dispatch()
-        transaction.on_commit(lambda: _finished(job.id))
+        transaction.on_commit(lambda: _finished(job.id), robust=True)
     job.refresh_from_db()
     return True
 

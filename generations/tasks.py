@@ -13,8 +13,10 @@ def dispatch_jobs() -> None:
         execute_job.delay_on_commit(str(job.id))
 
 
-# acks_late is safe: execute() takes a lease first and re-attaches instead of posting twice.
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+# Not acks_late: with Redis an unacked message comes back only after the visibility timeout (hours),
+# and a worker holding one when Redis restarts stops consuming for good (kombu 5.7 restores unacked
+# messages over the closed connection). The sweep's reaper re-runs a job whose executor died instead.
+@shared_task(ignore_result=True)
 def execute_job(job_id: str) -> None:
     executor.execute(job_id)
 

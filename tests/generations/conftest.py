@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -95,3 +96,83 @@ def builtin_endpoints(transactional_db):
     from django.apps import apps
 
     importlib.import_module("workflows_app.migrations.0002_builtin_endpoints").create_builtins(apps, None)
+
+
+@pytest.fixture
+def engine(worker_env, settings):
+    """Start workers with extra engine settings, applied to this process too: `engine(COMFYROUTER_X=1)`."""
+    started: list[CeleryProcess] = []
+
+    def start(env: dict[str, str] | None = None, **overrides) -> CeleryProcess:
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        extra = {name: str(value) for name, value in overrides.items()}
+        process = start_worker({**worker_env, **(env or {}), **extra})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        # SIGKILL: a warm shutdown costs seconds per test, and the next test flushes the broker anyway.
+        if process.process is not None and process.process.poll() is None:
+            process.kill()
+        print("\n".join(["--- worker log ---", *process.lines[-200:]]))
+
+
+def job_state(job: Job) -> Job:
+    job.refresh_from_db()
+    return job
+
+
+def wait_running(job: Job, *, timeout: float = 15) -> Job:
+    """Until the job samples on its node (state running, at least one step done)."""
+    sampling = Job.objects.filter(id=job.id, state=Job.State.RUNNING, progress_value__gt=0)
+    wait_until(sampling.exists, timeout=timeout, what=f"job {job.id} to run")
+    return job_state(job)
+
+
+def sweep_until_finished(jobs: Iterable[Job], *, timeout: float = 30) -> list[Job]:
+    """Beat's sweep, called here every half second until every job has ended."""
+    from generations.tasks import sweep
+
+    ids = [job.id for job in jobs]
+    done = Job.objects.filter(id__in=ids, state__in=Job.FINISHED_STATES)
+    last = 0.0
+
+    def finished() -> bool:
+        nonlocal last
+        if time.monotonic() - last >= 0.5:
+            last = time.monotonic()
+            sweep()
+        return done.count() == len(ids)
+
+    wait_until(finished, timeout=timeout, what=f"{len(ids)} job(s) to finish under sweep")
+    return list(Job.objects.filter(id__in=ids).select_related("node"))
+
+
+def fake_of(job: Job, fakes_by_url: Iterable[FakeComfyUI]) -> FakeComfyUI:
+    """The fake ComfyUI a job's node points at."""
+    job = Job.objects.select_related("node").get(id=job.id)
+    return next(fake for fake in fakes_by_url if fake.url == job.node.base_url)
+
+
+@contextmanager
+def broker_at(url: str, settings) -> Iterator[None]:
+    """Point this process's Celery app, Redis clients and settings at another Redis for the block."""
+    from comfyrouter import celery_app
+    from generations import progress
+
+    def switch(redis_url: str, broker: str) -> None:
+        # Not closed: kombu keeps one pool per broker URL and would hand the closed one back later.
+        celery_app.conf.broker_url = broker
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+        progress._clients.clear()
+        settings.REDIS_URL = redis_url
+
+    old = (settings.REDIS_URL, celery_app.conf.broker_url)
+    switch(url, url.replace("unix://", "redis+socket://", 1))
+    try:
+        yield
+    finally:
+        switch(*old)
