@@ -24,6 +24,7 @@ from tests.generations.conftest import ENGINE_SETTINGS, builtin_endpoints, fakes
 from tests.workers import ROOT, process_env, start_worker
 
 ASGI_APP = "comfyrouter.asgi:application"
+MAX_FILE = 200_000  # the server's limit on one uploaded file, small so a test can exceed it
 
 
 def free_port() -> int:
@@ -73,7 +74,10 @@ class Daphne:
 def stack(django_db_setup, django_db_blocker, redis_server) -> Iterator[Daphne]:
     """Daphne plus a worker, both on the test database and Redis."""
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    env = process_env(**{name: str(value) for name, value in ENGINE_SETTINGS.items()})
+    env = process_env(
+        **{name: str(value) for name, value in ENGINE_SETTINGS.items()},
+        COMFYROUTER_MAX_DOWNLOAD_BYTES=str(MAX_FILE),
+    )
     worker = start_worker(env)
     server = Daphne(env)
     try:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from generations.models import Job
+from tests.openai.conftest import MAX_FILE
 from workflows_app.models import Endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,6 +58,7 @@ def test_inpainting_without_a_mask_uses_the_image_transparency(client, node):
     ("kwargs", "param"),
     [
         ({"image": ("in.png", b"not an image")}, "image"),
+        ({"image": ("in.png", b"\x89PNG" + bytes(MAX_FILE))}, "image"),  # above the file limit
         ({"image": [("a.png", png((64, 64))), ("b.png", png((64, 64)))]}, "image"),
         ({"image": ("in.png", png((64, 64))), "mask": ("m.png", png((64, 64)))}, "mask"),  # img2img: no mask
         ({"image": ("in.png", png((64, 64))), "size": "512x512"}, "size"),

@@ -33,6 +33,12 @@ def test_b64_json_answers_a_png_of_the_asked_size(client, node):
     assert Job.objects.get().source == Job.Source.OPENAI
 
 
+def test_size_auto_keeps_the_endpoint_default(client, node):
+    result = client.images.generate(prompt="x", size="auto", response_format="b64_json")
+
+    assert image_of(result.data[0].b64_json).size == (512, 512)
+
+
 def test_url_downloads_the_png_without_credentials(client, node):
     result = client.images.generate(prompt="a lighthouse", size="320x192", response_format="url")
 
@@ -69,7 +75,7 @@ def test_quality_and_extensions_reach_the_workflow(client, node):
     explicit = node.last_prompt_body["prompt"]["3"]["inputs"]
 
     assert (low["steps"], low["seed"]) == (10, 42)  # low: half the endpoint's 20 steps
-    assert node.last_prompt_body is not None and explicit["steps"] == 7
+    assert explicit["steps"] == 7  # an explicit steps wins over the quality preset
     assert Job.objects.order_by("created_at").first().prompt["7"]["inputs"]["text"] == "fog"
 
 
