@@ -26,7 +26,7 @@ def check_graph_against_object_info(
         if not isinstance(node, Mapping) or not isinstance(node.get("inputs", {}), Mapping):
             problems.append(f"node {node_id}: not a {{class_type, inputs}} object")
             continue
-        spec = object_info.get(node.get("class_type"))
+        spec = object_info.get(_class_of(node))
         if spec is None:
             problems.append(_unknown_class(node_id, node))
             continue
@@ -130,7 +130,8 @@ def _inputs(node: Any) -> Mapping:
 
 
 def _class_of(node: Any) -> Any:
-    return node.get("class_type") if isinstance(node, Mapping) else None
+    class_type = node.get("class_type") if isinstance(node, Mapping) else None
+    return class_type if isinstance(class_type, str) else None
 
 
 def _is_link(value: Any) -> bool:

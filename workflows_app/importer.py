@@ -70,7 +70,9 @@ def ui_to_api(workflow: Mapping[str, Any], object_info: Mapping[str, Any]) -> tu
     """The API-format graph of an editor workflow, and the problems met converting it."""
     nodes, errors = _nodes(workflow)
     links = _links(workflow.get("links") or [])
-    subgraphs = {str(item.get("id")) for item in (workflow.get("definitions") or {}).get("subgraphs", [])}
+    definitions = workflow.get("definitions")
+    listed = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+    subgraphs = {str(item.get("id")) for item in listed or [] if isinstance(item, Mapping)}
     graph: dict[str, Any] = {}
     for node_id, node in nodes.items():
         kind = str(node.get("type"))
@@ -92,8 +94,10 @@ def _nodes(workflow: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], l
     nodes: dict[str, Mapping[str, Any]] = {}
     errors: list[str] = []
     for index, node in enumerate(workflow["nodes"]):
-        if not isinstance(node, Mapping) or "id" not in node or "type" not in node:
+        if not isinstance(node, Mapping) or not _is_id(node.get("id")) or not isinstance(node.get("type"), str):
             errors.append(f"nodes[{index}]: not a node with an id and a type")
+        elif problem := _node_shape(node):
+            errors.append(f"node {node['id']}: {problem}")
         elif str(node["id"]) in nodes:
             errors.append(f"node {node['id']}: the id is used twice")
         else:
@@ -101,15 +105,44 @@ def _nodes(workflow: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], l
     return nodes, errors
 
 
-def _links(raw: list[Any]) -> dict[Any, tuple[str, int]]:
+def _node_shape(node: Mapping[str, Any]) -> str | None:
+    inputs = node.get("inputs") or []
+    if not isinstance(inputs, list) or not all(isinstance(slot, Mapping) for slot in inputs):
+        return "inputs must be a list of {name, type, link} objects"
+    for slot in inputs:
+        if not (slot.get("link") is None or _is_id(slot["link"])) or not isinstance(
+            slot.get("widget") or {}, Mapping
+        ):
+            return f"input {slot.get('name')!r} has a malformed link or widget"
+    if not isinstance(node.get("widgets_values"), list | Mapping | None):
+        return "widgets_values must be a list or an object"
+    return None
+
+
+def _links(raw: Any) -> dict[Any, tuple[str, int]]:
     """Link id → (origin node id, origin slot); both the array and the object serialisations."""
     links: dict[Any, tuple[str, int]] = {}
-    for link in raw:
+    for link in raw if isinstance(raw, list) else []:
         if isinstance(link, list) and len(link) >= 3:
-            links[link[0]] = (str(link[1]), link[2])
-        elif isinstance(link, Mapping) and "id" in link:
-            links[link["id"]] = (str(link.get("origin_id")), link.get("origin_slot", 0))
+            link_id, origin, slot = link[:3]
+        elif isinstance(link, Mapping):
+            link_id, origin, slot = link.get("id"), link.get("origin_id"), link.get("origin_slot", 0)
+        else:
+            continue
+        # A malformed link stays out: the inputs using it are then reported as using a missing link.
+        if (
+            _is_id(link_id)
+            and _is_id(origin)
+            and isinstance(slot, int)
+            and not isinstance(slot, bool)
+            and slot >= 0
+        ):
+            links[link_id] = (str(origin), slot)
     return links
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def widget_slots(info: Mapping[str, Any]) -> list[str]:
@@ -161,7 +194,7 @@ def _linked_inputs(
     for slot in node.get("inputs") or []:
         if not isinstance(slot, Mapping) or slot.get("link") is None:
             continue
-        name = (slot.get("widget") or {}).get("name") or slot.get("name")
+        name = str((slot.get("widget") or {}).get("name") or slot.get("name"))
         try:
             found = _origin(slot["link"], nodes, links)
         except ValueError as error:
@@ -189,7 +222,7 @@ def _origin(link_id: Any, nodes: Nodes, links: Links) -> Any:
             return _NOTHING
         if source["type"] == "PrimitiveNode":
             values = source.get("widgets_values") or []
-            if not values:
+            if not isinstance(values, list) or not values:
                 raise ValueError(f"primitive node {source_id} has no value")
             return values[0]
         if source["type"] in IGNORED:

@@ -198,12 +198,13 @@ def _annotations(
     if not isinstance(node, Mapping):
         return None, None, [f"node {node_id}: not a {{class_type, inputs}} object"]
     try:
-        tags = parse_title(str(node.get("_meta", {}).get("title", "")))
+        meta = node.get("_meta")
+        tags = parse_title(str(meta.get("title", "")) if isinstance(meta, Mapping) else "")
     except AnnotationError as error:
         return None, None, [f"node {node_id}: {error}"]
     if not (tags.tags or tags.bypass or tags.cache):
         return None, None, []
-    info = object_info.get(node.get("class_type"))
+    info = object_info.get(node.get("class_type")) if isinstance(node.get("class_type"), str) else None
     if info is None:
         return None, None, [f"node {node_id}: unknown class {node.get('class_type')!r}"]
     flag_errors = _node_flags(node_id, tags)
@@ -344,7 +345,11 @@ def strip_bypassed(graph: Mapping[str, Any], bypass: tuple[Bypass, ...] | list[B
 
 
 def _pass_through(graph: Mapping[str, Any], routes: Mapping[str, Bypass], link: list) -> list:
+    seen: set[str] = set()
     while link[0] in routes:
+        if link[0] in seen:
+            raise AnnotationError(f"bypassed nodes {', '.join(sorted(seen))} pass their inputs round in a loop")
+        seen.add(link[0])
         bypass, slot = routes[link[0]], link[1]
         route = bypass.routes[slot] if slot < len(bypass.routes) else None
         if route is None:

@@ -160,3 +160,49 @@ def test_subgraphs_are_refused_by_name():
     data["nodes"][0]["type"] = "3e1c-sub"
 
     assert "subgraphs are not supported" in problems_of(data)[0]
+
+
+def test_bypassed_nodes_feeding_each_other_are_an_error_not_a_hang():
+    graph = fixture("sd15_txt2img.api")
+    graph["20"] = {"class_type": "ImageInvert", "inputs": {"image": ["21", 0]}, "_meta": {"title": "[!bypass]"}}
+    graph["21"] = {"class_type": "ImageInvert", "inputs": {"image": ["20", 0]}, "_meta": {"title": "[!bypass]"}}
+    graph["9"]["inputs"]["images"] = ["20", 0]
+
+    with pytest.raises(WorkflowError) as caught:
+        collect_params(graph, object_info())
+
+    assert caught.value.messages == [
+        "bypassed nodes 20, 21 pass their inputs round in a loop, used by node 9.images"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "problem"),
+    [
+        (("nodes", 0), "KSampler", "nodes[0]: not a node with an id and a type"),
+        (("nodes", 0, "type"), ["KSampler"], "nodes[0]: not a node with an id and a type"),
+        (("nodes", 0, "inputs"), {"model": 1}, "node 3: inputs must be a list of {name, type, link} objects"),
+        (("nodes", 0, "inputs", 0, "link"), [1], "node 3: input 'model' has a malformed link or widget"),
+        (("nodes", 0, "widgets_values"), 7, "node 3: widgets_values must be a list or an object"),
+        (("links", 0), [1, "4", "zero", 3, 0, "MODEL"], "uses link 1, which is not in the workflow's links"),
+        (("links",), {"1": 2}, "uses link 1, which is not in the workflow's links"),
+    ],
+)
+def test_a_malformed_ui_workflow_is_a_precise_error(where, value, problem):
+    data = fixture("sd15_txt2img.ui")
+    target = data
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+
+    assert any(problem in message for message in problems_of(data))
+
+
+def test_a_malformed_api_node_is_a_precise_error():
+    graph = fixture("sd15_txt2img.api")
+    graph["6"]["class_type"] = ["CLIPTextEncode"]
+    graph["9"]["_meta"] = "Save [images]"
+
+    problems = problems_of(graph)
+
+    assert "node 6: unknown class ['CLIPTextEncode']" in problems
