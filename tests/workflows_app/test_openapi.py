@@ -75,3 +75,8 @@ def test_the_schema_follows_publishing(operator_client):
 
     operator_client.patch("/api/endpoints/sd", {"enabled": False}, format="json")
     assert "/api/endpoints/sd/run" not in schema(operator_client)["paths"]
+
+
+def test_swagger_ui_is_served_to_signed_in_users(operator_client, anon_client):
+    assert operator_client.get("/api/docs/").status_code == 200
+    assert anon_client.get("/api/schema/?format=json").status_code in (401, 403)
