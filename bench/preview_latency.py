@@ -5,10 +5,10 @@
 The whole router runs as in production (`manage.py runrouter`: Daphne, a Celery worker, Redis) in a
 temporary var dir. The fake ComfyUI runs in this process, so its send can be timed without editing it:
 the fake's socket writer (`tests.fake_comfyui.hub._send`) is wrapped to stamp each binary frame, keyed
-by the hash of its JPEG. The subscribers are `websockets` clients in this process that acknowledge each
-preview at once, as the job page does; a frame's latency is its arrival time minus the fake's stamp,
-both on this process's monotonic clock. Previews are coalesced per subscriber, so a subscriber that
-falls behind receives fewer frames rather than later ones: the "frames" column shows how many arrived.
+by the hash of its JPEG. The subscribers are `websockets` clients in a child process (as browsers would
+be) that acknowledge each preview at once, as the job page does. A frame's latency is its arrival time
+minus the fake's stamp, both on the machine-wide monotonic clock. Previews are coalesced per subscriber,
+so one that falls behind receives fewer frames rather than later ones: "frames/subscriber" counts them.
 """
 
 from __future__ import annotations
@@ -140,23 +140,42 @@ async def subscribe(url: str, origin: str, arrivals: list[tuple[float, bytes]], 
                 return
 
 
-async def run_job(router: Router, subscribers: int) -> list[list[tuple[float, bytes]]]:
+async def subscribe_all(url: str, origin: str, count: int) -> list[list[tuple[float, bytes]]]:
+    arrivals: list[list[tuple[float, bytes]]] = [[] for _ in range(count)]
+    events = [asyncio.Event() for _ in range(count)]
+    tasks = [asyncio.create_task(subscribe(url, origin, arrivals[i], events[i])) for i in range(count)]
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)), 60)
+    print("READY", flush=True)
+    await asyncio.wait_for(asyncio.gather(*tasks), 600)
+    return arrivals
+
+
+def serve_subscribers(url: str, origin: str, count: int) -> None:
+    """Child mode: `count` subscribers; prints READY once all have their snapshot, then their arrivals."""
+    arrivals = asyncio.run(subscribe_all(url, origin, count))
+    print(json.dumps([[(at, key.hex()) for at, key in frames] for frames in arrivals]), flush=True)
+
+
+def run_job(router: Router, subscribers: int) -> list[list[tuple[float, bytes]]]:
+    """One job watched by `subscribers` clients in a child process (its CPU is not the fake's)."""
     with router.client() as client:
         answer = client.post("/api/endpoints/sd15-txt2img/run", json={"inputs": {"width": 64, "height": 64}})
         answer.raise_for_status()
         job_id = answer.json()["id"]
     url = f"ws://127.0.0.1:{router.port}/ws/jobs/{job_id}/"
-    arrivals: list[list[tuple[float, bytes]]] = [[] for _ in range(subscribers)]
-    events = [asyncio.Event() for _ in range(subscribers)]
-    tasks = [asyncio.create_task(subscribe(url, router.url, arrivals[i], events[i])) for i in range(subscribers)]
-    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)), 30)
-    await asyncio.wait_for(asyncio.gather(*tasks), 300)
-    return arrivals
+    argv = [PYTHON, "-m", "bench.preview_latency", "--subscribe", url, router.url, str(subscribers)]
+    child = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "READY":
+        raise RuntimeError("subscribers did not connect")
+    out, _ = child.communicate(timeout=600)
+    return [[(at, bytes.fromhex(key)) for at, key in frames] for frames in json.loads(out)]
 
 
 def measure(router: Router, stamps: SendStamps, subscribers: int) -> dict[str, float]:
     stamps.sent.clear()
-    arrivals = asyncio.run(run_job(router, subscribers))
+    arrivals = run_job(router, subscribers)
+    # perf_counter is CLOCK_MONOTONIC: one clock for every process on this machine.
     latencies = [(at - stamps.sent[key]) * 1000 for frames in arrivals for at, key in frames if key in stamps.sent]
     received = [len(frames) for frames in arrivals]
     return {"subscribers": subscribers, "frames sent": len(stamps.sent),
@@ -170,7 +189,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="sampler steps (one preview each) per job")
     parser.add_argument("--step-time", type=float, default=0.05, help="seconds per step on the fake")
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--subscribe", nargs=3, metavar=("URL", "ORIGIN", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.subscribe:
+        url, origin, count = args.subscribe
+        serve_subscribers(url, origin, int(count))
+        return
     stamps = SendStamps()
     # node_time: the nodes before the sampler take a second, so every subscriber is connected before frame 1.
     fake = FakeComfyUI(steps_override=args.steps, step_time=args.step_time, node_time=0.3).start()

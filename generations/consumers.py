@@ -54,42 +54,99 @@ class OutboxConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
 
+class JobFeed:
+    """One channel-layer subscription per job and Daphne process, fanned out to that process's viewers.
+
+    Each layer message is turned into a client message once and put into every viewer's Outbox, so
+    50 viewers of one job cost one receive (and one DB read per state change), not 50.
+    """
+
+    feeds: dict[str, JobFeed] = {}
+
+    def __init__(self, layer: Any, job_id: str) -> None:
+        self.layer, self.group = layer, progress.job_group(job_id)
+        self.job_id = job_id
+        self.viewers: set[live.Outbox] = set()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    async def subscribe(cls, layer: Any, job_id: str, outbox: live.Outbox) -> JobFeed:
+        """Join the job's group (once per process) before returning, so no event after this is missed."""
+        feed = cls.feeds.get(job_id)
+        if feed is None:
+            feed = cls.feeds[job_id] = cls(layer, job_id)
+            channel = await layer.new_channel()
+            await layer.group_add(feed.group, channel)
+            feed.task = asyncio.create_task(feed._forward(channel))
+        feed.viewers.add(outbox)
+        return feed
+
+    async def unsubscribe(self, outbox: live.Outbox) -> None:
+        self.viewers.discard(outbox)
+        if self.viewers or self.feeds.get(self.job_id) is not self:
+            return
+        del self.feeds[self.job_id]
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _forward(self, channel: str) -> None:
+        try:
+            while True:
+                await self._fan_out(await self.layer.receive(channel))
+        finally:
+            await self.layer.group_discard(self.group, channel)
+
+    async def _fan_out(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "job.preview":
+            for outbox in self.viewers:
+                outbox.put_preview(event["seq"], event["image"])
+        elif kind == "job.progress":
+            message = {"type": "progress", **{k: event[k] for k in ("value", "max", "node", "node_title")}}
+            for outbox in self.viewers:
+                outbox.put(message)
+        elif kind == "job.state":
+            job = await Job.objects.aget(id=self.job_id)
+            message = await live.state_message(job)
+            for outbox in self.viewers:
+                if job.is_finished:
+                    outbox.drop_preview()  # the final images supersede any preview not yet sent
+                outbox.put(message)
+
+
 class JobConsumer(OutboxConsumer):
     """No login: the job id is an unguessable UUID, as for the preview image and the job page."""
 
+    feed: JobFeed | None = None
+
     async def connect(self) -> None:
-        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        job = await Job.objects.filter(id=self.job_id).afirst()
+        job_id = str(self.scope["url_route"]["kwargs"]["job_id"])
+        job = await Job.objects.filter(id=job_id).afirst()
         if job is None:
             await self.close(code=NOT_FOUND)
             return
         self.mode = _query(self.scope).get("previews", "binary")
-        # Join before reading the snapshot: an event in between arrives twice rather than never.
-        await self.join(progress.job_group(self.job_id))
+        self.outbox = live.Outbox(previews=self.mode != "none")
+        # Subscribe before reading the snapshot: an event in between arrives twice rather than never.
+        self.feed = await JobFeed.subscribe(self.channel_layer, job_id, self.outbox)
         await self.accept()
         self.start_sender()
         await job.arefresh_from_db()
         self.outbox.put(await live.job_snapshot(job))
-        image = await sync_to_async(progress.latest_preview, thread_sensitive=False)(self.job_id)
+        image = await sync_to_async(progress.latest_preview, thread_sensitive=False)(job_id)
         if image and not job.is_finished:
             self.outbox.put_preview(0, image)
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.feed is not None:
+            await self.feed.unsubscribe(self.outbox)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ack":
             self.outbox.ack()
-
-    async def job_progress(self, event: dict[str, Any]) -> None:
-        self.outbox.put({"type": "progress", **{k: event[k] for k in ("value", "max", "node", "node_title")}})
-
-    async def job_preview(self, event: dict[str, Any]) -> None:
-        if self.mode != "none":
-            self.outbox.put_preview(event["seq"], event["image"])
-
-    async def job_state(self, event: dict[str, Any]) -> None:
-        job = await Job.objects.aget(id=self.job_id)
-        if job.is_finished:
-            self.outbox.drop_preview()  # the final images supersede any preview not yet sent
-        self.outbox.put(await live.state_message(job))
 
     async def send_preview(self, seq: int, image: bytes) -> None:
         if self.mode == "text":

@@ -102,7 +102,8 @@ class Outbox:
     last one, so a stalled browser holds at most one frame: the newest replaces an unsent older one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, previews: bool = True) -> None:
+        self.previews = previews
         self.messages: deque[dict[str, Any]] = deque()
         self.preview: tuple[int, bytes] | None = None
         self.credit = 1
@@ -116,8 +117,9 @@ class Outbox:
         self.wake.set()
 
     def put_preview(self, seq: int, image: bytes) -> None:
-        self.preview = (seq, image)
-        self.wake.set()
+        if self.previews:
+            self.preview = (seq, image)
+            self.wake.set()
 
     def drop_preview(self) -> None:
         self.preview = None
