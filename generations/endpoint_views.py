@@ -15,6 +15,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
@@ -87,7 +88,7 @@ class EndpointDetailFastApi(EndpointDetailApi):
         """Run the endpoint with a ComfyUI-Fast-API body; answer {output name: [files]} when it ends in time."""
         endpoint = self.get_endpoint(request, slug)
         if not endpoint.enabled:
-            return Response({"detail": "Not found.", "code": "not_found"}, status=404)
+            raise Http404(f"No enabled endpoint {slug!r}.")
         try:
             job = endpoint_job(request, endpoint, fastapi_inputs(request.data))
         except InputError as exc:
@@ -99,9 +100,11 @@ class EndpointDetailFastApi(EndpointDetailApi):
 
 
 def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
-    finished = lambda: Job.objects.finished().filter(id=job.id).exists()  # noqa: E731
+    """The outputs when the job succeeds within `wait`; else 202 with the job, or its failure."""
     if not job.is_finished:
-        progress.wait_finished(job.id, timeout=wait, is_finished=finished)
+        progress.wait_finished(
+            job.id, timeout=wait, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
+        )
         job.refresh_from_db()
     if job.state == Job.State.SUCCEEDED:
         return Response(fastapi_outputs(job, request))

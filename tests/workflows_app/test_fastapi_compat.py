@@ -126,3 +126,13 @@ def test_the_fastapi_readme_example_works_unchanged(worker, fakes, operator_clie
     assert response.status_code == 200, response.json()
     assert list(response.json()) == ["my awesome image"] and len(response.json()["my awesome image"]) == 1
     assert fake.last_prompt_body["prompt"]["3"]["inputs"]["seed"] == 1234
+
+
+def test_a_failed_job_is_a_502_with_comfyuis_error(worker, fakes, operator_client, api_client):
+    register(fakes(fault={"kind": "runtime_error", "node": "3", "exception_message": "CUDA out of memory"}), "gpu")
+    published(operator_client, "sd", "sd15_txt2img.api", max_wait=30)
+
+    response = api_client.post("/api/endpoints/sd", {"prompt": "x"}, format="json")
+
+    assert response.status_code == 502 and response.json()["code"] == "job_failed"
+    assert "CUDA out of memory" in response.json()["detail"] and response.json()["job"]["state"] == "failed"
