@@ -1,0 +1,220 @@
+"""Router throughput on a fleet of fake nodes.
+
+    .venv/bin/python -m bench.throughput [--nodes 16] [--jobs 1000] [--per-process 4] [--concurrency 34]
+
+Phase 1, zero-time jobs: `--jobs` jobs submitted as fast as a concurrent client can (`wait: false`),
+jobs/s completed from the first submit to the last job's finished_at.
+Phase 2, `--job-ms` jobs on a saturated queue: the nodes are drained, the queue is filled, the nodes are
+resumed; node utilisation = sum of the fakes' busy time (execution_start -> execution_success in their
+history) / (wall x nodes), wall from the resume to the last execution_success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bench.common import FakeFleet, Router, busy_intervals, django_setup, job_phases, machine, table
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class Submitted:
+    ids: list[str] = field(default_factory=list)
+    first: float = 0.0  # wall clock
+    last: float = 0.0
+    rejected: int = 0  # 429 answers (retried)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=16)
+    parser.add_argument("--capacity", type=int, default=2, help="slots per node")
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--per-process", type=int, default=4, help="fake nodes per fake process")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="runrouter --concurrency (default: nodes x capacity + 2)")  # fmt: skip
+    parser.add_argument("--pool", default="", help="Celery worker pool via CELERY_WORKER_POOL (default: prefork)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent submit connections")
+    parser.add_argument("--endpoint", default="sd15-txt2img")
+    parser.add_argument("--inputs", default='{"prompt": "a lighthouse at dawn"}', help="JSON endpoint inputs")
+    parser.add_argument("--steps", type=int, default=20, help="sampler steps per job (the `steps` input)")
+    parser.add_argument("--job-ms", type=float, default=200.0, help="phase 2 job length (steps x step time)")
+    parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
+    parser.add_argument("--phases", default="1,2", help="which phases to run")
+    parser.add_argument("--profile", default="", help="py-spy the web and worker into this dir (phase 1)")
+    parser.add_argument("--profile-wall", action="store_true", help="profile waiting threads too")
+    return parser.parse_args()
+
+
+async def submit_all(router: Router, slug: str, inputs: dict[str, Any], jobs: int, clients: int) -> Submitted:
+    out = Submitted()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {router.api_key}"}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(jobs):
+        queue.put_nowait(i)
+    async with httpx.AsyncClient(base_url=router.url, headers=headers, limits=limits, timeout=120) as client:
+
+        async def one_client() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {"inputs": {**inputs, "seed": i}, "wait": False}
+                while True:
+                    answer = await client.post(f"/api/endpoints/{slug}/run", json=body)
+                    if answer.status_code != 429:
+                        break
+                    out.rejected += 1
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", 1)))
+                if answer.status_code not in (200, 202):
+                    raise RuntimeError(f"run answered {answer.status_code}: {answer.text[:300]}")
+                out.ids.append(answer.json()["id"])
+
+        out.first = time.time()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        out.last = time.time()
+    return out
+
+
+def wait_finished(ids: list[str], timeout: float) -> dict[str, Any]:
+    """Poll the job table until every job has ended; their states and the last finished_at."""
+    from django.db import connection
+    from django.db.models import Count, Max
+
+    from generations.models import Job
+
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = Job.objects.filter(id__in=ids)
+        done = jobs.filter(state__in=FINISHED).count()
+        if done == len(ids) or time.monotonic() > deadline:
+            states = dict(jobs.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
+            last = jobs.aggregate(last=Max("finished_at"))["last"]
+            connection.close()
+            return {"states": states, "last": last.timestamp() if last else None, "done": done}
+        connection.close()
+        time.sleep(0.25)
+
+
+def cpu_table(router: Router, before: dict[str, float], after: dict[str, float], jobs: int, wall: float) -> str:
+    rows = []
+    roles = ["web", "worker", "beat", "supervisor", "redis"]
+    for role in roles:
+        used = after.get(role, 0.0) - before.get(role, 0.0)
+        rows.append([role, used * 1000 / jobs, used / wall * 100])
+    no_redis = sum(after.get(r, 0.0) - before.get(r, 0.0) for r in roles if r != "redis")
+    rows.append(["router w/o redis", no_redis * 1000 / jobs, no_redis / wall * 100])
+    return table(["process", "CPU ms/job", "% of one core"], rows)
+
+
+def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, inputs: dict[str, Any]) -> None:
+    fleet.configure(step_time=0.0, node_time=0.0)
+    cpu0, fake0 = router.cpu(), fleet.cpu_seconds()
+    sent = asyncio.run(submit_all(router, args.endpoint, inputs, args.jobs, args.clients))
+    result = wait_finished(sent.ids, timeout=600)
+    wall = (result["last"] or time.time()) - sent.first
+    cpu1, fake1 = router.cpu(), fleet.cpu_seconds()
+    print(f"\nphase 1: {args.jobs} zero-time jobs ({args.steps} steps), {args.nodes} nodes x {args.capacity} "
+          "slots")  # fmt: skip
+    rows = [
+        ["submit (all 1st answers)", sent.last - sent.first, args.jobs / (sent.last - sent.first)],
+        ["first submit -> last finished", wall, result["done"] / wall],
+    ]
+    print(table(["span", "seconds", "jobs/s"], rows))
+    print(f"states: {result['states']}; 429s: {sent.rejected}; fake CPU {(fake1 - fake0) * 1000 / args.jobs:.2f} "
+          f"ms/job ({(fake1 - fake0) / wall * 100:.0f}% of one core)")  # fmt: skip
+    print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
+    print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
+    print(f"target >= 100 jobs/s: got {result['done'] / wall:.1f}")
+
+
+def set_drained(router: Router, drained: bool) -> None:
+    with router.admin_client() as admin:
+        for node in admin.get("/api/nodes/").json():
+            admin.post(f"/api/nodes/{node['id']}/{'drain' if drained else 'resume'}").raise_for_status()
+
+
+def utilisation(spans: list[list[tuple[float, float]]], start: float, end: float) -> float:
+    busy = sum(max(0.0, min(e, end) - max(s, start)) for node in spans for (s, e) in node)
+    return busy / ((end - start) * len(spans))
+
+
+def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, inputs: dict[str, Any]) -> None:
+    step_time = args.job_ms / 1000 / args.steps
+    fleet.configure(step_time=step_time, node_time=0.0)
+    set_drained(router, True)
+    sent = asyncio.run(submit_all(router, args.endpoint, inputs, args.jobs, args.clients))
+    cpu0, fake0 = router.cpu(), fleet.cpu_seconds()
+    t0 = time.time()
+    set_drained(router, False)
+    # Resuming does not dispatch by itself (beat's sweep would, within COMFYROUTER_SWEEP_INTERVAL): one more
+    # job does it at once.
+    extra = asyncio.run(submit_all(router, args.endpoint, inputs, 1, 1))
+    result = wait_finished(sent.ids + extra.ids, timeout=900)
+    cpu1, fake1 = router.cpu(), fleet.cpu_seconds()
+    spans = [[span for span in busy_intervals(url) if span[0] >= t0 - 0.001] for url in fleet.urls]
+    ran = sum(len(node) for node in spans)
+    end = max(e for node in spans for _, e in node)
+    steady_end = min(max(e for _, e in node) for node in spans if node)  # the first node to run dry
+    starts = [min(s for s, _ in node) for node in spans if node]
+    wall = end - t0
+    mean_busy = sum(e - s for node in spans for s, e in node) / max(ran, 1) * 1000
+    print(f"\nphase 2: {args.jobs + 1} jobs of {args.job_ms:.0f} ms ({args.steps} steps x "
+          f"{step_time * 1000:.1f} ms) on a saturated queue, {args.nodes} nodes x {args.capacity} "
+          "slots")  # fmt: skip
+    rows = [
+        ["resume -> last execution_success", wall, utilisation(spans, t0, end) * 100],
+        ["last node's 1st start -> 1st node dry", steady_end - max(starts), utilisation(spans, max(starts),
+                                                                                        steady_end) * 100],
+    ]  # fmt: skip
+    print(table(["window", "seconds", "utilisation %"], rows))
+    ideal = (args.jobs + 1) * mean_busy / 1000 / args.nodes
+    print(f"states: {result['states']}; prompts run: {ran}; mean busy {mean_busy:.1f} ms/prompt; "
+          f"jobs/s {ran / wall:.1f} (ideal {(args.jobs + 1) / ideal:.1f}); first start {min(starts) - t0:.3f} s "
+          f"after resume, last node's first start {max(starts) - t0:.3f} s")  # fmt: skip
+    print(f"fake CPU {(fake1 - fake0) / wall * 100:.0f}% of one core")
+    print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
+    print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
+    print(f"target >= 98% utilisation: got {utilisation(spans, t0, end) * 100:.1f}%")
+
+
+def main() -> None:
+    args = parse_args()
+    logging.disable(logging.INFO)
+    inputs = {**json.loads(args.inputs), "steps": args.steps}
+    concurrency = args.concurrency or args.nodes * args.capacity + 2
+    env = {"COMFYROUTER_PENDING_LIMIT": str(10 * args.jobs + 100)}
+    if args.pool:
+        env["CELERY_WORKER_POOL"] = args.pool  # click's auto envvar for `celery worker --pool`
+    print(f"{machine()}\nworker: --concurrency {concurrency}, pool {args.pool or 'prefork'}; fakes: {args.nodes} "
+          f"in {-(-args.nodes // args.per_process)} process(es); previews {args.previews}")  # fmt: skip
+    with (
+        FakeFleet(count=args.nodes, per_process=args.per_process) as fleet,
+        Router(env_overrides=env, concurrency=concurrency) as router,
+    ):
+        if args.previews == "off":
+            fleet.configure(previews=False)
+        router.add_nodes(fleet.urls, capacity=args.capacity)
+        django_setup(router)
+        # Warm-up: every pool process imports, connects and runs a job once.
+        asyncio.run(submit_all(router, args.endpoint, inputs, 2 * concurrency, args.clients))
+        wait_finished([], timeout=1)
+        time.sleep(2)
+        if "1" in args.phases:
+            with router.profiled(args.profile, wall=args.profile_wall):
+                phase_zero_time(args, router, fleet, inputs)
+        if "2" in args.phases:
+            phase_saturated(args, router, fleet, inputs)
+    print(f"\nat the end: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
