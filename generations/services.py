@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generations import progress
@@ -169,8 +170,10 @@ def job_requeue(*, job: Job, cause: str) -> bool:
             job=job,
             error=f"Node {node} was lost ({cause}); gave up after {job.attempts} attempt(s).",
         )
-    fields = dict(state=Job.State.QUEUED, node=None, prompt_id="", client_id="", worker="", heartbeat_at=None,
-                  assigned_at=None, started_at=None, progress_value=0, progress_max=0, current_node="",
+    # A queued job's heartbeat_at is when it (re)entered the queue: the queue timeout counts from there.
+    fields = dict(state=Job.State.QUEUED, node=None, prompt_id="", client_id="", worker="",
+                  heartbeat_at=timezone.now(), assigned_at=None, started_at=None, progress_value=0,
+                  progress_max=0, current_node="",
                   error=f"attempt {job.attempts} on {node} failed: {cause}")  # fmt: skip
     if not Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(**fields):
         return False
@@ -234,8 +237,9 @@ def _publish_state(job: Job) -> None:
 def jobs_reap() -> list[Any]:
     """In-flight jobs whose executor stopped heart-beating: ids to hand to a new executor."""
     stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)
-    lost = Job.objects.filter(state__in=IN_FLIGHT).filter(
-        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, assigned_at__lt=stale)
+    # assigned_at too: a requeued job carries its requeue time in heartbeat_at until an executor leases it.
+    lost = Job.objects.filter(state__in=IN_FLIGHT, assigned_at__lt=stale).filter(
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
     )
     ids = []
     for job in lost.select_related("node"):
@@ -254,7 +258,8 @@ def jobs_reap() -> list[Any]:
 def jobs_expire_queued() -> int:
     """Fail queued jobs that waited longer than the queue timeout for a node."""
     limit = settings.COMFYROUTER_QUEUE_TIMEOUT
-    expired = Job.objects.queued().filter(created_at__lt=timezone.now() - timedelta(seconds=limit))
+    since = Coalesce("heartbeat_at", "created_at")
+    expired = Job.objects.queued().alias(since=since).filter(since__lt=timezone.now() - timedelta(seconds=limit))
     count = 0
     for job in expired:
         reason = f"No node could take this job in {limit} s"

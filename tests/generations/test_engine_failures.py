@@ -160,3 +160,23 @@ def test_a_queued_job_names_the_offline_nodes_when_it_times_out(worker_env, sett
 
     job.refresh_from_db()
     assert job.error == "No node could take this job in 1 s (every node is offline: gpu-down)."
+
+
+def test_the_queue_timeout_counts_from_a_requeue_not_from_the_jobs_creation(worker_env, settings, fakes, user):
+    settings.COMFYROUTER_QUEUE_TIMEOUT = 60
+    node = register(fakes(), "gpu", capacity=1, running=1)  # busy with another job: the requeued one waits
+    job = services.job_create(prompt=txt2img(), owner=user)
+    two_hours_ago = timezone.now() - timedelta(hours=2)
+    Job.objects.filter(id=job.id).update(state=Job.State.RUNNING, node=node, assigned_at=two_hours_ago,
+                                         created_at=two_hours_ago, attempts=1)  # fmt: skip
+    job.refresh_from_db()
+    services.job_requeue(job=job, cause="the node restarted")
+
+    sweep()
+
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED, job.error
+    # A queued job keeps the time it was requeued in heartbeat_at.
+    Job.objects.filter(id=job.id).update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    sweep()
+    assert Job.objects.get(id=job.id).state == Job.State.FAILED
