@@ -1,7 +1,8 @@
 """`runrouter` as a real process tree: health, prefixed logs, and a stop that leaves nothing behind.
 
 These tests use their own var dir and SQLite file (never the database DATABASE_URL names), and the
-Redis REDIS_URL names when it is set, the embedded one otherwise; they need no django_db fixture.
+Redis server REDIS_URL names (on database 15) when it is set, the embedded one otherwise; they need no
+django_db fixture.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,9 +41,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def own_redis_database(url: str) -> str:
+    """The same server on database 15: the other tests' workers must not take this system's tasks."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(path="/15").geturl() if parts.scheme in {"redis", "rediss"} else url
+
+
 def router_env(var_dir: Path, port: int = 0) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     env.update(COMFYROUTER_VAR_DIR=str(var_dir), PORT=str(port or 8000), COMFYROUTER_ADMIN_PASSWORD="x" * 12)
+    if not EMBEDDED:
+        env["REDIS_URL"] = own_redis_database(env["REDIS_URL"])
     return env
 
 
