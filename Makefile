@@ -38,7 +38,7 @@ run: $(STAMP)
 
 # Tests keep their own var dir, so they never share a database or Redis socket with `make run`.
 test: $(TEST_PREREQUISITES)
-	COMFYROUTER_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+	COMFYROUTER_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest --durations=10 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
