@@ -30,6 +30,14 @@ class OutboxConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         self.joined = groups
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Client messages (acks: one per preview and viewer) touch no database, so they skip Channels'
+        # per-message close_old_connections, a thread hop each.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     def start_sender(self) -> None:
         self.sender = asyncio.create_task(self._send_forever())
 
