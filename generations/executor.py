@@ -37,9 +37,20 @@ def execute(job_id: Any) -> None:
     if job is None:
         return
     if job.cancel_requested:
+        if job.prompt_id:  # a dead executor may have posted it: it must not keep the GPU busy
+            cancel_on_node(job)
         services.job_cancelled(job=job)
         return
     JobRun(job).run()
+
+
+def cancel_on_node(job: Job) -> None:
+    """Drop the job's prompt from its node, whether it runs or still waits in the node's queue."""
+    try:
+        with ComfyClient(job.node.base_url, timeout=5, headers=job.node.request_headers()) as client:
+            client.cancel(job.prompt_id)  # targeted: other jobs on the node keep running
+    except comfy.ComfyError:
+        log.warning("job %s: cancelling prompt %s on %s failed", job.id, job.prompt_id, job.node, exc_info=True)
 
 
 class JobRun:
@@ -177,16 +188,9 @@ class JobRun:
                 return
 
     def _interrupt(self) -> None:
-        prompt_id = self.job.prompt_id
-        if not prompt_id:
+        if not self.job.prompt_id:
             return  # not submitted yet: _submit sees the cancel; an untargeted interrupt would hit another job
-        try:
-            # Targeted: only this prompt, whether it runs or still waits in the node's queue.
-            with ComfyClient(self.node.base_url, timeout=5, headers=self.node.request_headers()) as client:
-                client.delete_from_queue([prompt_id])
-                client.interrupt(prompt_id)
-        except comfy.ComfyError:
-            log.warning("job %s: interrupt of %s failed", self.job.id, prompt_id, exc_info=True)
+        cancel_on_node(self.job)
         self._close_stream()
 
     def _close_stream(self) -> None:

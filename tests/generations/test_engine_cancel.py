@@ -7,7 +7,7 @@ import pytest
 from generations import services
 from generations.models import Job
 from nodes.models import Node
-from tests.generations.conftest import register, wait_finished, wait_running, wait_until
+from tests.generations.conftest import register, sweep_until_finished, wait_finished, wait_running, wait_until
 from tests.generations.graphs import txt2img
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,3 +78,19 @@ def test_a_cancel_arriving_while_the_prompt_is_submitted_stops_it_before_it_runs
     assert job.state == Job.State.CANCELLED, job.error
     assert not job.outputs.exists() and job.prompt_id not in fake.rt.history.entries
     assert all(hit["prompt_id"] == job.prompt_id for hit in fake.interrupts)
+
+
+def test_a_cancel_while_the_executor_is_dead_interrupts_the_prompt_on_the_node(engine, fakes, user):
+    fake = fakes(step_time=0.1, previews=False)
+    register(fake, "gpu")
+    first = engine()
+    job = wait_running(services.job_create(prompt=txt2img(steps=100), owner=user))
+    first.kill()
+
+    services.job_cancel(job=job)
+    engine()
+    [job] = sweep_until_finished([job], timeout=20)
+
+    assert job.state == Job.State.CANCELLED
+    assert {"prompt_id": job.prompt_id, "effective": True} in fake.interrupts
+    assert Node.objects.get(name="gpu").running == 0
