@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,6 +13,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from generations import live, progress
 from generations.models import Job
+
+log = logging.getLogger(__name__)
 
 # Close codes (4000-4999 are the application's): unknown job, not staff.
 NOT_FOUND, FORBIDDEN = 4404, 4403
@@ -81,7 +84,7 @@ class JobFeed:
     async def subscribe(cls, layer: Any, job_id: str, outbox: live.Outbox) -> JobFeed:
         """Join the job's group (once per process) before returning, so no event after this is missed."""
         feed = cls.feeds.get(job_id)
-        if feed is None:
+        if feed is None or feed.task is None or feed.task.done():
             feed = cls.feeds[job_id] = cls(layer, job_id)
             channel = await layer.new_channel()
             await layer.group_add(feed.group, channel)
@@ -102,7 +105,11 @@ class JobFeed:
     async def _forward(self, channel: str) -> None:
         try:
             while True:
-                await self._fan_out(await self.layer.receive(channel))
+                event = await self.layer.receive(channel)
+                try:
+                    await self._fan_out(event)
+                except Exception:  # noqa: BLE001 - one bad event must not silence the job for every viewer
+                    log.exception("job %s: could not forward %s", self.job_id, event.get("type"))
         finally:
             await self.layer.group_discard(self.group, channel)
 
