@@ -31,6 +31,7 @@ from generations.openai.images import encode, job_images, raise_failure
 from generations.outputs import image_size
 
 POLL_SECONDS = 1.0
+KEEPALIVE_SECONDS = 0.5
 USAGE = {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}, "output_tokens": 0,
          "total_tokens": 0}  # fmt: skip
 
@@ -95,7 +96,7 @@ async def _events(layer, channel: str, pending: list[Any], spec: StreamSpec) -> 
     deadline = time.monotonic() + spec.timeout
     sampling = {str(job_id): Sampling() for job_id in pending}
     message: dict[str, Any] | None = {"type": "job.state"}  # check the database first
-    last_check = 0.0
+    last_check = last_write = time.monotonic() - POLL_SECONDS
     while pending:
         if message is None or message["type"] == "job.state" or time.monotonic() - last_check > POLL_SECONDS:
             last_check = time.monotonic()
@@ -107,6 +108,11 @@ async def _events(layer, channel: str, pending: list[Any], spec: StreamSpec) -> 
                 return
         if time.monotonic() > deadline:
             raise OpenAIError(503, f"The job did not finish within {spec.timeout:g} s.", code="timeout")
+        if time.monotonic() - last_write > KEEPALIVE_SECONDS:
+            # An SSE comment, ignored by clients. Daphne stops reading a request once it has its
+            # body, so a failed write is how it learns the client hung up (its jobs get cancelled).
+            last_write = time.monotonic()
+            yield b": keep-alive\n\n"
         message = await _receive(layer, channel)
         job = sampling.get(message.get("job_id", "")) if message else None
         if job is None:
@@ -117,6 +123,7 @@ async def _events(layer, channel: str, pending: list[Any], spec: StreamSpec) -> 
             index = sum(other.sent for other in sampling.values())
             yield sse(f"{spec.kind}.partial_image", await _partial(message["image"], spec, index))
             job.sent += 1
+            last_write = time.monotonic()
 
 
 async def _receive(layer, channel: str) -> dict[str, Any] | None:

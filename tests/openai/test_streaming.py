@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from generations.models import Job
-from tests.generations.conftest import register, wait_finished
+from tests.generations.conftest import register, wait_finished, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,14 +71,15 @@ def test_a_job_failing_mid_stream_raises_an_api_error_from_the_iterator(client, 
 
 
 def test_a_client_that_hangs_up_cancels_its_job(client, fakes):
-    register(fakes(steps_override=200, step_time=0.05), "gpu")
+    register(fakes(steps_override=400, step_time=0.05), "gpu")  # 20 s of sampling unless cancelled
     stream = client.images.generate(prompt="x", size="64x64", stream=True, partial_images=3)
+    sampling = Job.objects.filter(state=Job.State.RUNNING, progress_value__gt=0)
+    wait_until(sampling.exists, timeout=15, what="the job to sample")
 
-    next(iter(stream))  # the first partial image: the job is sampling
     stream.close()
 
-    [job] = wait_finished(Job.objects.all(), timeout=15)
-    assert job.state == Job.State.CANCELLED
+    [job] = wait_finished(Job.objects.all(), timeout=30)
+    assert job.state == Job.State.CANCELLED and job.cancel_requested
 
 
 def test_an_edit_of_n_2_streams_both_jobs(client, slow_node):
