@@ -16,6 +16,10 @@ from generations import cache, files, outputs, progress, services
 from generations.models import Job
 from nodes import comfy
 from nodes.comfy import ComfyClient
+from nodes.dispatch import NodeView, graph_models
+from workflows_app.params import WorkflowError
+from workflows_app.render import merge_cache_nodes
+from workflows_app.services import cache_graphs
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ class JobRun:
             self._upload_inputs()
             if self.cancelled.is_set():
                 raise CancelledBeforeStart
-            self.client.queue_prompt(job.prompt, client_id=client_id, prompt_id=prompt_id)
+            self.client.queue_prompt(self._prompt(), client_id=client_id, prompt_id=prompt_id)
             if self.cancelled.is_set():
                 # The heartbeat's interrupt may have reached the node before our POST did.
                 self.client.cancel(prompt_id)
@@ -130,6 +134,18 @@ class JobRun:
             return self.client.wait(
                 stream, prompt_id, on_event=self.on_event, timeout=settings.COMFYROUTER_JOB_TIMEOUT
             )
+
+    def _prompt(self) -> dict[str, Any]:
+        """The job's prompt plus the `[!cache]` nodes this node can load, so ComfyUI keeps them warm."""
+        # ComfyUI drops cached results of nodes absent from the prompt it runs: keeping them in
+        # every prompt is what keeps a loaded model in memory across different workflows.
+        node = NodeView.from_node(self.node)
+        graphs = [g for g in cache_graphs() if not node.lacks(graph_models(g))]
+        try:
+            return merge_cache_nodes(self.job.prompt, graphs)
+        except WorkflowError:
+            log.warning("job %s: [!cache] nodes could not be merged; sending the prompt alone", self.job.id)
+            return self.job.prompt
 
     def _upload_inputs(self) -> None:
         """Send the input files the node lacks, named by content hash (ComfyUI keeps one copy of same bytes)."""
@@ -212,4 +228,5 @@ class JobRun:
         from nodes.services import node_mark_lost
 
         node_mark_lost(node=self.node, error=cause)
+        cache.node_files_forget(self.node)  # a node that comes back may have lost its input files
         services.job_requeue(job=self.job, cause=cause)

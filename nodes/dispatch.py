@@ -151,9 +151,14 @@ class JobView:
             created_at=job.created_at,
             priority=job.priority,
             client=fairness_key(api_key_id=job.api_key_id, owner_id=job.owner_id),
-            models=frozenset((folder, name) for folder, names in required.items() for name in names),
+            models=graph_models(job.prompt),
             checkpoint=_primary(required),
         )
+
+
+def graph_models(graph: Mapping[str, Any]) -> Models:
+    """The (folder, file) pairs a graph loads."""
+    return frozenset((folder, name) for folder, names in required_models(graph).items() for name in names)
 
 
 def rank_nodes(nodes: Iterable[NodeView], *, job: JobView) -> list[NodeView]:

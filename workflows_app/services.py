@@ -12,7 +12,14 @@ from workflows_app.importer import api_graph_problems, detect_format, ui_to_api
 from workflows_app.models import Endpoint, Workflow, WorkflowVersion
 from workflows_app.objectinfo import object_info
 from workflows_app.params import EndpointParams, WorkflowError, collect_params
-from workflows_app.render import SEED_WIDGETS, InputError, randomize_seeds, render, validate_inputs
+from workflows_app.render import (
+    SEED_WIDGETS,
+    InputError,
+    cache_subgraph,
+    randomize_seeds,
+    render,
+    validate_inputs,
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -20,6 +27,19 @@ def version_params(version_id: int) -> EndpointParams:
     """The inputs, outputs and flags of a workflow version (versions never change, so cache them)."""
     graph = WorkflowVersion.objects.values_list("graph", flat=True).get(id=version_id)
     return collect_params(graph, object_info())
+
+
+def cache_graphs() -> list[dict[str, Any]]:
+    """The `[!cache]` subgraphs of every enabled endpoint: added to each prompt to keep them warm."""
+    versions = sorted(set(Endpoint.objects.enabled().values_list("version_id", flat=True)))
+    return _cache_graphs(tuple(versions))
+
+
+@functools.lru_cache(maxsize=64)
+def _cache_graphs(version_ids: tuple[int, ...]) -> list[dict[str, Any]]:
+    graphs = dict(WorkflowVersion.objects.filter(id__in=version_ids).values_list("id", "graph"))
+    subgraphs = [cache_subgraph(graphs[v], version_params(v)) for v in version_ids if version_params(v).cache]
+    return [subgraph for subgraph in subgraphs if subgraph]
 
 
 def endpoint_values(*, endpoint: Endpoint, inputs: Any) -> tuple[EndpointParams, dict[str, Any]]:

@@ -149,3 +149,26 @@ def test_an_api_workflow_round_trips_with_its_named_output(worker, fakes, operat
     assert response.status_code == 200, response.json()
     [output] = response.json()["outputs_by_name"]["image"]
     assert output["width"] == 256
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cache_nodes_of_other_endpoints_ride_along_to_keep_their_models_warm(
+    worker, fakes, builtin_endpoints, operator_client, api_client
+):
+    fake = fakes()
+    register(fake, "gpu")
+    graph = fixture("sd15_features.ui")
+    [loader] = [n for n in graph["nodes"] if n["type"] == "CheckpointLoaderSimple"]
+    loader["widgets_values"] = ["sd_xl_base_1.0.safetensors"]
+    assert (
+        operator_client.post("/api/workflows/", {"name": "castle", "graph": graph}, format="json").status_code
+        == 201
+    )
+    publish(operator_client, slug="castle", workflow="castle")
+
+    response = api_client.post(f"{URL}sd15-txt2img/run", {"inputs": {"prompt": "x"}, "wait": 30}, format="json")
+
+    assert response.json()["state"] == "succeeded", response.json()["error"]
+    sent = fake.last_prompt_body["prompt"]
+    loaded = sorted(n["inputs"]["ckpt_name"] for n in sent.values() if n["class_type"] == "CheckpointLoaderSimple")
+    assert loaded == ["sd_xl_base_1.0.safetensors", "v1-5-pruned-emaonly.safetensors"]
