@@ -110,3 +110,15 @@ def node(db, fake_comfy):
     from nodes.services import node_create
 
     return node_create(name="fake-1", base_url=fake_comfy.url)
+
+
+@pytest.fixture(autouse=True)
+def fresh_version_caches():
+    """Rolled-back tests hand out the same version ids again; per-process caches must not outlive a test."""
+    from workflows_app import services
+
+    services.version_params.cache_clear()
+    services._cache_graphs.cache_clear()
+    yield
+    services.version_params.cache_clear()
+    services._cache_graphs.cache_clear()
