@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import random
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,18 @@ from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values, version_params
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+OPENAI_MODEL = re.compile(r"^(dall-e-|gpt-image-|chatgpt-image-)")
+
+
+def request_model(slug: str | None, *, default: str) -> Endpoint:
+    """The endpoint a request's `model` names; none, or one of OpenAI's own models, means `default`.
+
+    Code written for OpenAI names dall-e-3 or gpt-image-1: it runs here unchanged, on the default
+    endpoint, unless an endpoint carries that very slug.
+    """
+    if slug and OPENAI_MODEL.match(slug) and not Endpoint.objects.enabled().filter(slug=slug).exists():
+        slug = None
+    return find_model(slug or default)
 
 
 def find_model(slug: str, *, image_model: bool = False) -> Endpoint:

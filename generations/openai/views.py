@@ -48,7 +48,7 @@ class ImageGenerationApi(OpenAIApi):
     @extend_schema(request=ImageGenerationInput, responses={200: dict})
     def post(self, request: Request) -> HttpResponseBase:
         fields = request_fields(request.data, ImageGenerationInput)
-        endpoint = images.find_model(fields.get("model") or DEFAULT_GENERATION_MODEL)
+        endpoint = images.request_model(fields.get("model"), default=DEFAULT_GENERATION_MODEL)
         return images_answer(request, endpoint, fields, uploads={}, kind="image_generation")
 
 
@@ -63,7 +63,7 @@ class ImageEditApi(OpenAIApi):
         uploads = edit_uploads(request)
         fields = request_fields(form, ImageEditInput)
         default = DEFAULT_INPAINT_MODEL if "mask" in uploads else DEFAULT_EDIT_MODEL
-        endpoint = images.find_model(fields.get("model") or default)
+        endpoint = images.request_model(fields.get("model"), default=default)
         return images_answer(request, endpoint, fields, uploads=uploads, kind="image_edit")
 
 

@@ -44,10 +44,10 @@ def test_bad_parameters_are_bad_request_errors_naming_the_param(client, kwargs, 
 
 def test_an_unknown_model_is_not_found(client):
     with pytest.raises(openai.NotFoundError) as caught:
-        client.images.generate(model="dall-e-3", prompt="x")
+        client.images.generate(model="sd99-turbo", prompt="x")
 
     assert (caught.value.param, caught.value.code) == ("model", "model_not_found")
-    assert "dall-e-3" in caught.value.message
+    assert "sd99-turbo" in caught.value.message
 
 
 def test_a_bad_key_is_an_authentication_error(server):

@@ -48,6 +48,13 @@ def test_url_downloads_the_png_without_credentials(client, node):
     assert Job.objects.get().endpoint.slug == "sd15-txt2img"  # the default model
 
 
+@pytest.mark.parametrize("model", ["dall-e-3", "gpt-image-1"])
+def test_openai_model_names_run_on_the_default_endpoint(client, node, model):
+    client.images.generate(model=model, prompt="x", size="64x64")
+
+    assert Job.objects.get().endpoint.slug == "sd15-txt2img"
+
+
 def test_n_2_is_one_batch_of_two_images(client, node):
     result = client.images.generate(prompt="two cats", n=2, size="128x128", response_format="b64_json")
 
