@@ -77,6 +77,9 @@ class Job(models.Model):
     webhook_url = models.URLField(max_length=2000, blank=True)
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
     webhook_delivered_at = models.DateTimeField(null=True, blank=True)
+    webhook_next_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the next webhook delivery is due."
+    )
     webhook_error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -33,7 +33,7 @@ def job_output_file(request: HttpRequest, job_id, index: int) -> FileResponse:
     return response
 
 
-@require_GET
 @staff_member_required
+@require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard.html")

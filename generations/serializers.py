@@ -6,6 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from generations.downloads import DownloadRefused, check_url
 from generations.models import Job, JobOutput
 from generations.signing import output_token
 from workflows_app.params import AnnotationError, parse_title
@@ -138,6 +139,9 @@ class EndpointRunInput(serializers.Serializer):
     priority = serializers.IntegerField(required=False, default=0, min_value=-10, max_value=10)
 
     def validate_webhook_url(self, url: str) -> str:
-        if url and not url.startswith(("http://", "https://")):
-            raise serializers.ValidationError("Only http and https webhooks are supported.")
+        if url:
+            try:
+                check_url(url)  # the same address rules as URL inputs: no private targets unless allowed
+            except DownloadRefused as exc:
+                raise serializers.ValidationError(f"Webhook URL refused: {exc}.") from None
         return url

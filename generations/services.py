@@ -192,8 +192,11 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) ->
         current = Job.objects.filter(id=job.id, state__in=states).values_list("state", "node_id").first()
         if current is None:
             return False
+        now = timezone.now()
+        # A due webhook is written with the final state: if the message sending it is lost, the sweep sends it.
+        webhook = {"webhook_next_at": now} if job.webhook_url else {}
         won = Job.objects.filter(id=job.id, state=current[0]).update(
-            state=state, finished_at=timezone.now(), worker="", **fields
+            state=state, finished_at=now, worker="", **webhook, **fields
         )
         if not won:
             return False

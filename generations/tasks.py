@@ -29,6 +29,8 @@ def sweep() -> None:
         execute_job.delay(str(job_id))
     services.nodes_reconcile_slots()
     dispatch_jobs.delay()
+    for job_id in webhooks.due():
+        send_webhook.delay(str(job_id))
 
 
 @shared_task(ignore_result=True)
@@ -42,8 +44,8 @@ def purge_jobs() -> None:
     services.jobs_purge()
 
 
-@shared_task(bind=True, ignore_result=True, max_retries=None)
-def send_webhook(self, job_id: str) -> None:
-    delay = webhooks.deliver(job_id)
-    if delay is not None:
-        raise self.retry(countdown=delay)
+# Retries are scheduled in the job row (webhook_next_at) and sent by the sweep, not held by a
+# worker as countdown messages: those die with a worker or a Redis restart.
+@shared_task(ignore_result=True)
+def send_webhook(job_id: str) -> None:
+    webhooks.deliver(job_id)

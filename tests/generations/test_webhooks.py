@@ -13,8 +13,9 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from generations import services
+from generations import services, webhooks
 from generations.models import Job, JobOutput
+from generations.tasks import sweep
 from tests.generations.conftest import register, wait_finished, wait_until
 from tests.generations.graphs import txt2img
 
@@ -71,6 +72,8 @@ def hooked(engine, settings, fakes):
 
     def start(**overrides) -> None:
         settings.COMFYROUTER_WEBHOOK_SECRET = SECRET
+        # Receivers listen on loopback, which webhooks refuse unless the operator allows private URLs.
+        overrides = {"COMFYROUTER_ALLOW_PRIVATE_URLS": True, "COMFYROUTER_WEBHOOK_BACKOFF": 1, **overrides}
         engine({"COMFYROUTER_WEBHOOK_SECRET": SECRET}, **overrides)
         register(fakes(), "gpu")
 
@@ -82,8 +85,11 @@ def signature(body: bytes, secret: str = SECRET) -> str:
 
 
 def delivered(job: Job, *, attempts: int, timeout: float = 15) -> Job:
-    done = Job.objects.filter(id=job.id, webhook_attempts=attempts)
-    wait_until(done.exists, timeout=timeout, what=f"{attempts} webhook attempt(s)")
+    """Wait for the attempts, running beat's sweep (which sends due retries) twice a second."""
+    done = Job.objects.filter(id=job.id, webhook_attempts=attempts, webhook_next_at__isnull=True)
+    ticks = iter(range(10**6))
+    wait_until(lambda: done.exists() or (next(ticks) % 10 == 0 and sweep() and False), timeout=timeout,
+               what=f"{attempts} webhook attempt(s)")  # fmt: skip
     job.refresh_from_db()
     return job
 
@@ -169,3 +175,25 @@ def test_a_job_submitted_with_an_api_key_is_signed_with_that_keys_hash(hooked, r
         headers["X-ComfyRouter-Signature"]
         == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     )
+
+
+def test_a_webhook_to_a_private_address_is_refused_at_the_door(builtin_endpoints, api_client, settings):
+    settings.COMFYROUTER_ALLOW_PRIVATE_URLS = False
+    body = {"inputs": {"prompt": "x"}, "webhook_url": "http://169.254.169.254/latest/meta-data"}
+
+    response = api_client.post("/api/endpoints/sd15-txt2img/run", body, format="json")
+
+    assert response.status_code == 400
+    assert "not a public address" in response.json()["webhook_url"][0]
+
+
+def test_a_webhook_whose_address_turned_private_is_given_up_without_a_connection(settings, user):
+    settings.COMFYROUTER_ALLOW_PRIVATE_URLS = False
+    job = Job.objects.create(owner=user, state=Job.State.SUCCEEDED, webhook_url="http://127.0.0.1:9/hook",
+                             webhook_next_at=timezone.now())  # fmt: skip
+
+    webhooks.deliver(job.id)
+
+    job.refresh_from_db()
+    assert job.webhook_attempts == 1 and job.webhook_next_at is None
+    assert job.webhook_error.startswith("webhook URL refused: 127.0.0.1 is not a public address")
