@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from comfyrouter.models import ApiKey
 from generations import progress, services
-from generations.endpoint_views import endpoint_job, invalid_inputs
+from generations.endpoint_views import endpoint_job, invalid_inputs, run_body
 from generations.models import Job
 from generations.serializers import EndpointRunInput, JobDetail, job_json
 from generations.signing import output_from_token
@@ -103,7 +103,7 @@ class EndpointRunApi(APIView):
     @extend_schema(request=EndpointRunInput, responses={200: JobDetail, 202: JobDetail})
     def post(self, request: Request, slug: str) -> Response:
         endpoint = get_object_or_404(Endpoint.objects.enabled().select_related("version"), slug=slug)
-        run = EndpointRunInput(data=request.data)
+        run = EndpointRunInput(data=run_body(request))
         run.is_valid(raise_exception=True)
         data = run.validated_data
         try:

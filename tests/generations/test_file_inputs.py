@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from generations.models import CachedFile
@@ -86,3 +88,26 @@ def test_an_oversized_base64_file_is_refused_before_decoding(builtin_endpoints, 
 
     assert response.status_code == 400
     assert "limit" in response.json()["errors"][0]["rule"]
+
+
+def test_a_multipart_upload_is_a_file_input(worker, fakes, builtin_endpoints, api_client):
+    fake = fakes()
+    register(fake, "gpu")
+    data = png(color=(10, 200, 10))
+    upload = SimpleUploadedFile("leaf.png", data, content_type="image/png")
+
+    form = {"inputs": json.dumps({"prompt": "autumn"}), "wait": "30", "image": upload}
+    response = api_client.post(RUN, form, format="multipart")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["state"] == "succeeded"
+    assert [u["name"] for u in fake.uploads] == [f"cr-{hashlib.sha256(data).hexdigest()}.png"]
+
+
+def test_a_multipart_upload_that_is_not_an_image_is_a_400(builtin_endpoints, api_client):
+    upload = SimpleUploadedFile("leaf.png", b"GIF89a but not really", content_type="image/png")
+
+    response = api_client.post(RUN, {"inputs": '{"prompt": "x"}', "image": upload}, format="multipart")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "image"
