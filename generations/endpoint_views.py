@@ -38,7 +38,7 @@ def endpoint_job(
 ) -> Job:
     """Validate the inputs, store their files, render the prompt and queue a job; InputError or QueueFull."""
     params, values = endpoint_values(endpoint=endpoint, inputs=inputs)
-    values, files = resolve_files(params, values)
+    values, files = resolve_files(params, values, graph=endpoint.version.graph)
     prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
     return services.job_create(
         prompt=prompt, inputs=values, files=files, endpoint=endpoint, owner=request.user,
