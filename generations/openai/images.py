@@ -143,7 +143,7 @@ def _cached(data: bytes, field: str, name: str) -> CachedFile:
 def _job_create(endpoint, slots, job_plan: mapping.JobPlan, extra: list[CachedFile], *, owner, api_key) -> Job:
     try:
         params, values = endpoint_values(endpoint=endpoint, inputs=job_plan.inputs)
-        values, files = resolve_files(params, values)
+        values, files = resolve_files(params, values, graph=endpoint.version.graph)
         prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
     except InputError as exc:
         first = exc.problems[0]
