@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # Close codes (4000-4999 are the application's): unknown job, not staff.
 NOT_FOUND, FORBIDDEN = 4404, 4403
-FLEET_REFRESH_SECONDS = 5.0
+FLEET_REFRESH_SECONDS, FLEET_DEBOUNCE_SECONDS = 5.0, 0.2
 
 
 class OutboxConsumer(AsyncJsonWebsocketConsumer):
@@ -181,24 +181,29 @@ class DashboardConsumer(OutboxConsumer):
         await self.join(progress.NODES_GROUP, progress.JOBS_GROUP)
         await self.accept()
         self.start_sender()
-        self.outbox.put(await live.fleet_json())
+        fleet = await live.fleet_json()
+        self.outbox.put(fleet)
         self.outbox.put({"type": "jobs", "jobs": await live.recent_jobs_json()})
-        self.refresher = asyncio.create_task(self._refresh_forever())
+        self.changed = asyncio.Event()
+        self.refresher = asyncio.create_task(self._refresh_forever(fleet))
 
     async def node_status(self, event: dict[str, Any]) -> None:
         self.outbox.put({"type": "node.status", **{k: event[k] for k in ("node_id", "name", "status", "old")}})
-        self.outbox.put(await live.fleet_json())
+        self.changed.set()
 
     async def job_state(self, event: dict[str, Any]) -> None:
         if row := await live.job_row_of(event["job_id"]):
             self.outbox.put({"type": "job", "job": row})
-        self.outbox.put(await live.fleet_json())
+        self.changed.set()
 
-    async def _refresh_forever(self) -> None:
-        # New queued jobs and slot counts change without an event; a cheap summary catches them.
-        last = None
+    async def _refresh_forever(self, last: dict[str, Any]) -> None:
+        # After a change, and every few seconds anyway (new queued jobs and slot counts change without
+        # an event); a burst of changes costs one summary, not one each.
         while True:
-            await asyncio.sleep(FLEET_REFRESH_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), FLEET_REFRESH_SECONDS)
+            await asyncio.sleep(FLEET_DEBOUNCE_SECONDS)
+            self.changed.clear()
             fleet = await live.fleet_json()
             if fleet != last:
                 self.outbox.put(fleet)
