@@ -100,3 +100,17 @@ def test_a_job_failing_on_comfyui_is_a_500_the_sdk_does_not_retry(client, fakes)
     assert caught.value.status_code == 500 and caught.value.code == "job_failed"
     assert "CUDA out of memory" in caught.value.message
     assert Job.objects.count() == 1  # x-should-retry: false kept the SDK from running it again
+
+
+def test_a_job_past_the_endpoint_max_wait_is_a_503_and_is_cancelled(client, fakes):
+    from workflows_app.models import Endpoint
+
+    register(fakes(steps_override=200, step_time=0.05), "gpu")
+    Endpoint.objects.filter(slug="sd15-txt2img").update(max_wait=1)
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.images.generate(prompt="x", size="64x64")
+
+    assert caught.value.status_code == 503 and caught.value.code == "timeout"
+    job = Job.objects.get()
+    assert job.state == Job.State.CANCELLED or job.cancel_requested
