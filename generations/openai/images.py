@@ -27,6 +27,7 @@ from workflows_app.services import endpoint_render, endpoint_values, version_par
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 OPENAI_MODEL = re.compile(r"^(dall-e-|gpt-image-|chatgpt-image-)")
+GPT_IMAGE = re.compile(r"^(gpt-image-|chatgpt-image-)")
 
 
 def request_model(slug: str | None, *, default: str) -> Endpoint:
@@ -228,11 +229,13 @@ def images_response(jobs: list[Job], fields: Mapping[str, Any], request) -> dict
 
 
 def response_format(fields: Mapping[str, Any], endpoint: Endpoint) -> str:
-    """The format asked for, else the endpoint's output mode; url serves the stored PNG as is."""
+    """The format asked for, else what the named OpenAI model or the endpoint's output mode answers."""
     if fields["stream"]:
         return "b64_json"  # stream events always carry the image itself
     by_mode = "url" if endpoint.output_mode == Endpoint.OutputMode.URL else "b64_json"
-    chosen = fields.get("response_format") or by_mode
+    # GPT image models only ever answer b64_json: code written for them reads nothing else.
+    by_model = "b64_json" if GPT_IMAGE.match(fields.get("model") or "") else by_mode
+    chosen = fields.get("response_format") or by_model
     if chosen == "url" and fields["output_format"] != "png":
         raise bad_request("output_format jpeg and webp need response_format b64_json.", "output_format")
     return chosen

@@ -48,11 +48,12 @@ def test_url_downloads_the_png_without_credentials(client, node):
     assert Job.objects.get().endpoint.slug == "sd15-txt2img"  # the default model
 
 
-@pytest.mark.parametrize("model", ["dall-e-3", "gpt-image-1"])
-def test_openai_model_names_run_on_the_default_endpoint(client, node, model):
-    client.images.generate(model=model, prompt="x", size="64x64")
+@pytest.mark.parametrize(("model", "answer"), [("dall-e-3", "url"), ("gpt-image-1", "b64_json")])
+def test_openai_model_names_run_on_the_default_endpoint(client, node, model, answer):
+    result = client.images.generate(model=model, prompt="x", size="64x64")
 
     assert Job.objects.get().endpoint.slug == "sd15-txt2img"
+    assert getattr(result.data[0], answer)  # each answers as OpenAI's model does by default
 
 
 def test_n_2_is_one_batch_of_two_images(client, node):
