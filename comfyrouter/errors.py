@@ -69,8 +69,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def error_response(detail: str, code: str, status_code: int) -> JsonResponse:
-    return JsonResponse({"detail": detail, "code": code}, status=status_code)
+OPENAI_PREFIX = "/v1/"
+
+
+def error_body(detail: str, code: str, *, path: str = "") -> dict:
+    """An error in the API's own shape: OpenAI's under /v1/, DRF's everywhere else."""
+    if path.startswith(OPENAI_PREFIX):
+        return {"error": {"message": detail, "type": "invalid_request_error", "param": None, "code": code}}
+    return {"detail": detail, "code": code}
+
+
+def error_response(detail: str, code: str, status_code: int, *, path: str = "") -> JsonResponse:
+    return JsonResponse(error_body(detail, code, path=path), status=status_code)
 
 
 def wants_json(request: HttpRequest) -> bool:

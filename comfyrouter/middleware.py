@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from .errors import body_too_large_message, error_response
+from .errors import body_too_large_message, error_body, error_response
 
 
 class BodySizeLimitMiddleware:
@@ -22,10 +22,12 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         raw = request.META.get("CONTENT_LENGTH") or "0"
         if not raw.isdigit():
-            return error_response(f"Invalid Content-Length header: {raw!r}.", "bad_request", 400)
+            return error_response(
+                f"Invalid Content-Length header: {raw!r}.", "bad_request", 400, path=request.path
+            )
         length = int(raw)
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            return error_response(body_too_large_message(length), "payload_too_large", 413)
+            return error_response(body_too_large_message(length), "payload_too_large", 413, path=request.path)
         return self.get_response(request)
 
 
@@ -57,7 +59,8 @@ class StreamedBodyLimit:
 
         await self.app(scope, limited_receive, send)
         if too_big:
-            await _send_json(send, 413, {"detail": body_too_large_message(received), "code": "payload_too_large"})
+            body = error_body(body_too_large_message(received), "payload_too_large", path=scope.get("path", ""))
+            await _send_json(send, 413, body)
 
 
 async def _send_json(send, status: int, body: dict) -> None:

@@ -51,3 +51,21 @@ async def test_a_chunked_body_under_the_limit_reaches_the_view(settings):
     status, _ = await post_chunks([b"{", b"}"])
 
     assert status == 401  # the view ran: it wants credentials
+
+
+async def test_an_oversized_body_on_the_openai_api_gets_openais_error_shape(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+
+    status, body = await post_chunks([b"x" * 2000], path="/v1/images/generations")
+
+    assert status == 413
+    assert body["error"]["code"] == "payload_too_large" and body["error"]["type"] == "invalid_request_error"
+
+
+def test_a_declared_oversized_body_on_the_openai_api_gets_openais_error_shape(client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+
+    response = client.post("/v1/images/generations", b"x" * 2000, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
