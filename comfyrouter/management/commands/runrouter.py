@@ -14,15 +14,25 @@ from comfyrouter.supervisor import NAME, ChildFailed, Supervisor
 
 
 def default_concurrency() -> int:
-    # Jobs spend their time waiting on ComfyUI nodes, not on our CPU: two pool processes per core.
-    return max(2, 2 * (os.cpu_count() or 1))
+    return settings.COMFYROUTER_WORKER_CONCURRENCY
 
 
 def process_commands(*, host: str, port: int, concurrency: int, var_dir: Path) -> dict[str, list[str]]:
     python, celery = sys.executable, [sys.executable, "-m", "celery", "-A", "comfyrouter"]
     return {
         "web": [python, "-m", "daphne", "--bind", host, "--port", str(port), "comfyrouter.asgi:application"],
-        "worker": [*celery, "worker", "--loglevel", "INFO", "--concurrency", str(concurrency)],
+        # Threads: an executing job spends its life waiting on a node's socket, so one slot per job in
+        # flight (every node's capacity added up) costs a thread, not a process.
+        "worker": [
+            *celery,
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+        ],
         "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(var_dir / "celerybeat-schedule")],
     }
 
