@@ -368,7 +368,11 @@ class Router:
             shutil.rmtree(self.var_dir, ignore_errors=True)
 
     def __enter__(self) -> Router:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a failed start leaves neither processes nor its var dir behind
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
