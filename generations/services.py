@@ -75,6 +75,7 @@ def job_create(
                 _finish(job, Job.State.FAILED, error=message)
             else:
                 enqueue_dispatch()
+                transaction.on_commit(lambda: job_announce(job=job), robust=True)
     except IntegrityError:
         # Two requests with one idempotency key raced; the other one created the job.
         if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
@@ -128,7 +129,7 @@ def job_started(*, job: Job) -> None:
     now = timezone.now()
     if Job.objects.filter(id=job.id, state=Job.State.ASSIGNED).update(state=Job.State.RUNNING, started_at=now):
         job.state, job.started_at = Job.State.RUNNING, now
-        _publish_state(job)
+        job_announce(job=job)
 
 
 def job_progress(*, job: Job, value: int, maximum: int, node: str) -> None:
@@ -181,7 +182,7 @@ def job_requeue(*, job: Job, cause: str) -> bool:
         release_slot(node_id=job.node_id)
     log.warning("job %s requeued: node %s lost (%s)", job.id, node, cause)
     job.refresh_from_db()
-    _publish_state(job)
+    job_announce(job=job)
     enqueue_dispatch()
     return True
 
@@ -213,7 +214,7 @@ def _finished(job_id: Any) -> None:
 
     job = Job.objects.get(id=job_id)
     progress.notify_finished(job.id)
-    _publish_state(job)
+    job_announce(job=job)
     if job.webhook_url:
         send_webhook.delay(str(job.id))
 
@@ -231,7 +232,8 @@ def _learn(job: Job) -> None:
     node.save(update_fields=["avg_job_seconds", "loaded_checkpoint"])
 
 
-def _publish_state(job: Job) -> None:
+def job_announce(*, job: Job) -> None:
+    """Tell live viewers (the job's page, the dashboard) the job's current state."""
     event = {"type": "job.state", "job_id": str(job.id), "state": job.state, "error": job.error}
     progress.publish(progress.job_group(job.id), event)
     progress.publish(progress.JOBS_GROUP, event)

@@ -11,6 +11,7 @@ def dispatch_jobs() -> None:
     """Fill every free node slot with queued jobs."""
     for job, _node in claim_jobs():
         execute_job.delay_on_commit(str(job.id))
+        services.job_announce(job=job)
 
 
 # Not acks_late: with Redis an unacked message comes back only after the visibility timeout (hours),
