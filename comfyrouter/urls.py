@@ -21,7 +21,7 @@ urlpatterns = [
     path("v1/", include("generations.openai.urls")),
     path("", include("workflows_app.urls")),
     path("", include("generations.urls")),
-    path("", pages.dashboard, name="dashboard"),
-    path("jobs/<uuid:job_id>/", pages.job_page, name="job-page"),
-    path("jobs/<uuid:job_id>/outputs/<int:index>", pages.job_output_file, name="job-page-output"),
+    path("", pages.Dashboard.as_view(), name="dashboard"),
+    path("jobs/<uuid:job_id>/", pages.JobPage.as_view(), name="job-page"),
+    path("jobs/<uuid:job_id>/outputs/<int:index>", pages.JobOutputFile.as_view(), name="job-page-output"),
 ]

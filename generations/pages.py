@@ -9,31 +9,40 @@ from __future__ import annotations
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.utils.decorators import method_decorator
+from django.views import View
 
 from generations.models import Job, JobOutput
 
 
-@require_GET
-def job_page(request: HttpRequest, job_id) -> HttpResponse:
-    job = get_object_or_404(Job.objects.select_related("node", "endpoint").defer("inputs"), id=job_id)
-    return render(request, "generations/job.html", {"job": job, "outputs": job.outputs.all()})
+class JobPage(View):
+    http_method_names = ["get", "head"]
+
+    def get(self, request: HttpRequest, job_id) -> HttpResponse:
+        job = get_object_or_404(Job.objects.select_related("node", "endpoint").defer("inputs"), id=job_id)
+        return render(request, "generations/job.html", {"job": job, "outputs": job.outputs.all()})
 
 
-@require_GET
-def job_output_file(request: HttpRequest, job_id, index: int) -> FileResponse:
-    output = get_object_or_404(JobOutput, job_id=job_id, index=index)
-    response = FileResponse(
-        output.file.open("rb"),
-        content_type=output.content_type,
-        as_attachment="download" in request.GET,
-        filename=output.filename,
-    )
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+class JobOutputFile(View):
+    http_method_names = ["get", "head"]
+
+    def get(self, request: HttpRequest, job_id, index: int) -> FileResponse:
+        output = get_object_or_404(JobOutput, job_id=job_id, index=index)
+        response = FileResponse(
+            output.file.open("rb"),
+            content_type=output.content_type,
+            as_attachment="download" in request.GET,
+            filename=output.filename,
+        )
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
 
-@staff_member_required
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard.html")
+@method_decorator(staff_member_required, name="dispatch")
+class Dashboard(View):
+    """Staff only: anyone else is sent to the admin login, whatever the method."""
+
+    http_method_names = ["get", "head"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "dashboard.html")
