@@ -172,7 +172,8 @@ def collect_params(graph: Mapping[str, Any], object_info: Mapping[str, Any]) -> 
     outputs: list[Output] = []
     bypass: list[Bypass] = []
     cache: list[str] = []
-    for node_id, node in graph.items():
+    # By node id, not by dict order: PostgreSQL's jsonb does not keep the order a graph was written in.
+    for node_id, node in sorted(graph.items(), key=lambda item: node_order(item[0])):
         tags, info, problems = _annotations(node_id, node, object_info)
         errors += problems
         if tags is None or info is None:
@@ -189,6 +190,11 @@ def collect_params(graph: Mapping[str, Any], object_info: Mapping[str, Any]) -> 
     if errors:
         raise WorkflowError(errors)
     return EndpointParams(tuple(inputs), tuple(outputs), tuple(bypass), tuple(cache))
+
+
+def node_order(node_id: str) -> tuple[int, int, str]:
+    """Numeric ids in number order, then any others by name."""
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 def _annotations(

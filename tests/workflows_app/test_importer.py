@@ -70,7 +70,7 @@ def test_reroutes_primitives_notes_muted_and_bypassed_nodes():
     assert graph["8"]["_meta"]["title"] == "VAE Decode"  # untitled nodes get the display name
 
     params = collect_params(graph, object_info())
-    assert [p.field for p in params.inputs] == ["prompt", "sampler.steps", "sampler.cfg"]
+    assert [p.field for p in params.inputs] == ["sampler.steps", "sampler.cfg", "prompt"]  # node id order
     assert params.bypass_ids == ("17",) and params.cache == ("4",)
 
 

@@ -21,7 +21,7 @@ def test_importing_a_ui_workflow_makes_version_1(operator_client, operator):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["workflow"], body["number"], body["source_format"]) == ("castle", 1, "ui")
-    assert body["inputs"] == ["prompt", "sampler.steps", "sampler.cfg"] and body["outputs"] == ["images"]
+    assert body["inputs"] == ["sampler.steps", "sampler.cfg", "prompt"] and body["outputs"] == ["images"]
     version = WorkflowVersion.objects.get(id=body["id"])
     assert version.source == fixture("sd15_features.ui") and "10" not in version.graph
     assert version.created_by == operator
