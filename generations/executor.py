@@ -164,7 +164,7 @@ class JobRun:
         if isinstance(event, comfy.ExecutionStart | comfy.Executing) and job.state == Job.State.ASSIGNED:
             services.job_started(job=job)
         if isinstance(event, comfy.Executing) and event.node:
-            self._progress(job.progress_value, job.progress_max, event.node, force=True)
+            self._progress(job.progress_value, job.progress_max, event.node)
         elif isinstance(event, comfy.Progress):
             self._progress(int(event.value), int(event.max), event.node or job.current_node)
         elif isinstance(event, comfy.Preview):
@@ -178,14 +178,15 @@ class JobRun:
             }
             progress.publish(progress.job_group(job.id), message)
 
-    def _progress(self, value: int, maximum: int, node: str, *, force: bool = False) -> None:
+    def _progress(self, value: int, maximum: int, node: str) -> None:
         job = self.job
         job.progress_value, job.progress_max, job.current_node = value, maximum, node
         message = {"type": "job.progress", "job_id": str(job.id), "value": value, "max": maximum,
                    "node": node, "node_title": self.titles.get(node, "")}  # fmt: skip
         progress.publish(progress.job_group(job.id), message)
         now = time.monotonic()
-        if force or value == maximum or now - self.last_write >= PROGRESS_WRITE_SECONDS:
+        # Viewers get every step over the channel layer; the row (for late joiners) at most twice a second.
+        if (value and value == maximum) or now - self.last_write >= PROGRESS_WRITE_SECONDS:
             self.last_write = now
             services.job_progress(job=job, value=value, maximum=maximum, node=node)
 

@@ -55,6 +55,11 @@ class PreviewEvent(TypedDict):
 _clients: dict[int, redis.Redis] = {}
 
 
+def redis_client() -> redis.Redis:
+    """This process's Redis client (one connection pool per process)."""
+    return _redis()
+
+
 def _redis() -> redis.Redis:
     # One connection pool per process (pools must not cross a fork).
     pid = os.getpid()

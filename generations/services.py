@@ -9,18 +9,20 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generations import progress
 from generations.models import CachedFile, Job
-from nodes.dispatch import NodeView, missing_models, release_slot
+from nodes.dispatch import NodeView, claim_jobs, missing_models, release_slot
 from nodes.models import Node
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = (Job.State.ASSIGNED, Job.State.RUNNING)
+# A lost dispatch message delays jobs at most this long (the sweep dispatches every few seconds anyway).
+DISPATCH_FLAG_SECONDS = 10
 
 
 class JobError(Exception):
@@ -36,13 +38,30 @@ class QueueFull(JobError):
         self.retry_after = retry_after
 
 
+DISPATCH_PENDING = "comfyrouter:dispatch-pending"
+
+
 def enqueue_dispatch() -> None:
     """Ask a worker to fill free node slots once the current transaction commits."""
-    from generations.tasks import dispatch_jobs
-
     # robust: with Redis down the job is still accepted (beat's sweep dispatches it later), and
     # the hooks queued after this one (waking waiters, the webhook) still run.
-    transaction.on_commit(dispatch_jobs.delay, robust=True)
+    transaction.on_commit(_request_dispatch, robust=True)
+
+
+def _request_dispatch() -> None:
+    """One dispatch waiting at a time: a burst of new or finished jobs is claimed by one pass."""
+    from generations.tasks import dispatch_jobs
+
+    # dispatch_jobs clears the flag before it reads the queue, so a job committed after that read
+    # always raises the flag again and gets a pass of its own.
+    if progress.redis_client().set(DISPATCH_PENDING, b"1", nx=True, ex=DISPATCH_FLAG_SECONDS):
+        dispatch_jobs.delay()
+
+
+def dispatch_claim() -> list[tuple[Job, Node]]:
+    """Clear the pending flag, then claim queued jobs for free slots."""
+    progress.redis_client().delete(DISPATCH_PENDING)
+    return claim_jobs()
 
 
 def job_create(
@@ -226,10 +245,15 @@ def _learn(job: Job) -> None:
     from nodes.dispatch import primary_checkpoint
 
     seconds = (job.finished_at - job.started_at).total_seconds()
-    node = Node.objects.get(id=job.node_id)
-    node.avg_job_seconds = seconds if node.avg_job_seconds is None else 0.8 * node.avg_job_seconds + 0.2 * seconds
-    node.loaded_checkpoint = primary_checkpoint(job.prompt) or node.loaded_checkpoint
-    node.save(update_fields=["avg_job_seconds", "loaded_checkpoint"])
+    checkpoint = primary_checkpoint(job.prompt)
+    # One UPDATE: a moving average of job times, and the checkpoint the node now has loaded.
+    Node.objects.filter(id=job.node_id).update(
+        avg_job_seconds=Case(
+            When(avg_job_seconds__isnull=True, then=Value(seconds)),
+            default=F("avg_job_seconds") * 0.8 + Value(0.2 * seconds),
+        ),
+        loaded_checkpoint=Value(checkpoint) if checkpoint else F("loaded_checkpoint"),
+    )
 
 
 def job_announce(*, job: Job) -> None:

@@ -3,13 +3,12 @@ from __future__ import annotations
 from celery import shared_task
 
 from generations import cache, executor, services, webhooks
-from nodes.dispatch import claim_jobs
 
 
 @shared_task(ignore_result=True)
 def dispatch_jobs() -> None:
     """Fill every free node slot with queued jobs."""
-    for job, _node in claim_jobs():
+    for job, _node in services.dispatch_claim():
         execute_job.delay_on_commit(str(job.id))
         services.job_announce(job=job)
 
