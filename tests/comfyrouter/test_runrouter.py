@@ -152,7 +152,7 @@ def wait_until_running(router: Router) -> set[int]:
     """Wait for a healthy system with every process ready; the supervisor's descendants."""
     body = router.wait_healthy()
     assert body["db"] == "ok" and body["redis"] == "ok"
-    router.wait_for(r"^worker \| .*celery@\S+ ready\.")
+    router.wait_for(r"^worker \| .*\S+@\S+ ready\.")
     router.wait_for(r"^beat \| .*beat: Starting")
     router.tree = descendants(router.process.pid)
     return router.tree

@@ -17,13 +17,18 @@ def default_concurrency() -> int:
     return settings.COMFYROUTER_WORKER_CONCURRENCY
 
 
-def process_commands(*, host: str, port: int, concurrency: int, var_dir: Path) -> dict[str, list[str]]:
+def worker_names(processes: int) -> list[str]:
+    return ["worker"] + [f"worker-{n}" for n in range(2, processes + 1)]
+
+
+def process_commands(
+    *, host: str, port: int, concurrency: int, var_dir: Path, processes: int = 1
+) -> dict[str, list[str]]:
     python, celery = sys.executable, [sys.executable, "-m", "celery", "-A", "comfyrouter"]
-    return {
-        "web": [python, "-m", "daphne", "--bind", host, "--port", str(port), "comfyrouter.asgi:application"],
-        # Threads: an executing job spends its life waiting on a node's socket, so one slot per job in
-        # flight (every node's capacity added up) costs a thread, not a process.
-        "worker": [
+    # Threads: an executing job spends its life waiting on a node's socket, so one slot per job in
+    # flight costs a thread, not a process. Several processes: one is held to one core by the GIL.
+    workers = {
+        name: [
             *celery,
             "worker",
             "--loglevel",
@@ -32,7 +37,14 @@ def process_commands(*, host: str, port: int, concurrency: int, var_dir: Path) -
             "threads",
             "--concurrency",
             str(concurrency),
-        ],
+            "--hostname",
+            f"{name}@%h",
+        ]  # fmt: skip
+        for name in worker_names(processes)
+    }
+    return {
+        "web": [python, "-m", "daphne", "--bind", host, "--port", str(port), "comfyrouter.asgi:application"],
+        **workers,
         "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(var_dir / "celerybeat-schedule")],
     }
 
@@ -81,7 +93,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=settings.HOST, help="bind address")
         parser.add_argument("--port", type=int, default=settings.PORT)
-        parser.add_argument("--concurrency", type=int, default=default_concurrency(), help="worker pool size")
+        parser.add_argument("--concurrency", type=int, default=default_concurrency(), help="threads per worker")
+        parser.add_argument(
+            "--workers", type=int, default=settings.COMFYROUTER_WORKER_PROCESSES, help="worker processes"
+        )
         parser.add_argument("--stop-timeout", type=float, default=10.0, help="seconds before SIGKILL")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -91,6 +106,7 @@ class Command(BaseCommand):
             host=options["host"],
             port=options["port"],
             concurrency=options["concurrency"],
+            processes=options["workers"],
             var_dir=settings.VAR_DIR,
         )
         supervisor = Supervisor(env=child_env(), stop_timeout=options["stop_timeout"])
