@@ -89,7 +89,8 @@ def job_create(
                 prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
                 source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
             )  # fmt: skip
-            job.input_files.set(files)
+            if files:
+                job.input_files.set(files)
             if message := _unrunnable(prompt):
                 _finish(job, Job.State.FAILED, error=message)
             else:
@@ -100,8 +101,7 @@ def job_create(
         if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
             return existing
         raise
-    job.refresh_from_db()
-    return job
+    return job  # _finish refreshed it if it failed at once
 
 
 def _idempotent_job(owner, key: str) -> Job | None:
