@@ -6,6 +6,8 @@ from collections.abc import Collection, Mapping
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
+from workflows_app.params import is_link, type_name, types_match
+
 Graph = Mapping[str, Any]
 ObjectInfo = Mapping[str, Any]
 
@@ -45,7 +47,7 @@ def _unknown_class(node_id: str, node: Mapping) -> str:
 def find_cycle(graph: Graph) -> list[str]:
     """Node ids along one cycle of the graph's links, or [] when it has none."""
     sources = {
-        node_id: {value[0] for value in _inputs(node).values() if _is_link(value)}
+        node_id: {value[0] for value in _inputs(node).values() if is_link(value)}
         for node_id, node in graph.items()
     }
     try:
@@ -77,7 +79,7 @@ def _check_node(
 
 
 def _check_link(link: list, input_spec: list, graph: Graph, object_info: ObjectInfo) -> str | None:
-    if not _is_link(link):
+    if not is_link(link):
         return f"bad link {link!r}, want [node_id, slot]"
     source_id, slot = link
     if source_id not in graph:
@@ -88,14 +90,14 @@ def _check_link(link: list, input_spec: list, graph: Graph, object_info: ObjectI
     outputs = source_spec["output"]
     if not 0 <= slot < len(outputs):
         return f"links to slot {slot} of node {source_id}, which has {len(outputs)} outputs"
-    received, expected = _type_name(outputs[slot]), _type_name(input_spec[0])
-    if not _types_match(received, expected):
+    received, expected = type_name(outputs[slot]), type_name(input_spec[0])
+    if not types_match(received, expected):
         return f"gets {received} from node {source_id} slot {slot} but takes {expected}"
     return None
 
 
 def _check_value(value: Any, input_spec: list, *, check_choices: bool) -> str | None:
-    kind = _type_name(input_spec[0])
+    kind = type_name(input_spec[0])
     options = input_spec[1] if len(input_spec) > 1 and isinstance(input_spec[1], Mapping) else {}
     if kind in ("INT", "FLOAT"):
         return _check_number(value, kind, options)
@@ -132,22 +134,3 @@ def _inputs(node: Any) -> Mapping:
 def _class_of(node: Any) -> Any:
     class_type = node.get("class_type") if isinstance(node, Mapping) else None
     return class_type if isinstance(class_type, str) else None
-
-
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
-
-
-def _type_name(declared: Any) -> str:
-    return "COMBO" if isinstance(declared, list) else str(declared)
-
-
-def _types_match(received: str, expected: str) -> bool:
-    # ComfyUI treats "*" as any type and "A,B" as either of A or B.
-    return "*" in (received, expected) or bool(set(received.split(",")) & set(expected.split(",")))

@@ -260,7 +260,7 @@ def _declared_inputs(info: Mapping[str, Any]) -> dict[str, list]:
 
 
 def _widget_spec(node: Mapping[str, Any], widget: str, declared: list) -> InputSpec | None:
-    kind = _type_name(declared[0])
+    kind = type_name(declared[0])
     options = declared[1] if len(declared) > 1 and isinstance(declared[1], Mapping) else {}
     value = node.get("inputs", {}).get(widget, options.get("default"))
     if kind == "COMBO" and options.get("image_upload"):
@@ -310,13 +310,13 @@ def bypass_routes(node_id: str, node: Mapping[str, Any], info: Mapping[str, Any]
     # matches, else the first input of the output's type.
     values = node.get("inputs", {})
     declared = _declared_inputs(info)
-    linked = {name: _type_name(spec[0]) for name, spec in declared.items() if is_link(values.get(name))}
+    linked = {name: type_name(spec[0]) for name, spec in declared.items() if is_link(values.get(name))}
     order = list(linked)
-    output_types = tuple(_type_name(kind) for kind in info.get("output", []))
+    output_types = tuple(type_name(kind) for kind in info.get("output", []))
     routes = []
     for slot, kind in enumerate(output_types):
         candidates = order[slot : slot + 1] + order
-        routes.append(next((name for name in candidates if _types_match(linked[name], kind)), None))
+        routes.append(next((name for name in candidates if types_match(linked[name], kind)), None))
     return Bypass(node_id, str(node["class_type"]), output_types, tuple(routes))
 
 
@@ -379,10 +379,12 @@ def is_link(value: Any) -> bool:
     )
 
 
-def _type_name(declared: Any) -> str:
+def type_name(declared: Any) -> str:
+    """The type an object_info spec declares; a list of choices is a COMBO."""
     return "COMBO" if isinstance(declared, list) else str(declared)
 
 
-def _types_match(received: str, expected: str) -> bool:
+def types_match(received: str, expected: str) -> bool:
+    """Whether an output of type `received` may feed an input of type `expected`."""
     # "*" is ComfyUI's any type; "A,B" accepts either A or B.
     return "*" in (received, expected) or bool(set(received.split(",")) & set(expected.split(",")))
