@@ -1,58 +1,16 @@
-"""Stable Diffusion XL base text to image, annotated like the SD 1.5 graph."""
+"""Stable Diffusion XL base text to image: the SD 1.5 graph with SDXL's checkpoint and defaults."""
 
 from __future__ import annotations
+
+import copy
+
+from workflows_app.builtin import sd15_txt2img
 
 TITLE = "Stable Diffusion XL — text to image"
 DESCRIPTION = "SDXL 1.0 base checkpoint, 1024×1024, 25 steps, cfg 7, dpmpp_2m / karras."
 
-GRAPH: dict = {
-    "4": {
-        "class_type": "CheckpointLoaderSimple",
-        "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
-        "_meta": {"title": "Load checkpoint [checkpoint:ckpt_name]"},
-    },
-    "6": {
-        "class_type": "CLIPTextEncode",
-        "inputs": {"text": "", "clip": ["4", 1]},
-        "_meta": {"title": "Positive prompt [prompt:text]"},
-    },
-    "7": {
-        "class_type": "CLIPTextEncode",
-        "inputs": {"text": "blurry, low quality, watermark, text", "clip": ["4", 1]},
-        "_meta": {"title": "Negative prompt [negative_prompt:text]"},
-    },
-    "5": {
-        "class_type": "EmptyLatentImage",
-        "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
-        "_meta": {"title": "Empty latent [width:width] [height:height] [batch_size:batch_size]"},
-    },
-    "3": {
-        "class_type": "KSampler",
-        "inputs": {
-            "model": ["4", 0],
-            "seed": 0,
-            "steps": 25,
-            "cfg": 7.0,
-            "sampler_name": "dpmpp_2m",
-            "scheduler": "karras",
-            "positive": ["6", 0],
-            "negative": ["7", 0],
-            "latent_image": ["5", 0],
-            "denoise": 1.0,
-        },
-        "_meta": {
-            "title": "KSampler [seed:seed] [steps:steps] [cfg:cfg] [sampler:sampler_name] "
-            "[scheduler:scheduler]"
-        },
-    },
-    "8": {
-        "class_type": "VAEDecode",
-        "inputs": {"samples": ["3", 0], "vae": ["4", 2]},
-        "_meta": {"title": "VAE decode"},
-    },
-    "9": {
-        "class_type": "SaveImage",
-        "inputs": {"images": ["8", 0], "filename_prefix": "sdxl-txt2img"},
-        "_meta": {"title": "Save image [images]"},
-    },
-}
+GRAPH: dict = copy.deepcopy(sd15_txt2img.GRAPH)
+GRAPH["4"]["inputs"]["ckpt_name"] = "sd_xl_base_1.0.safetensors"
+GRAPH["5"]["inputs"].update(width=1024, height=1024)
+GRAPH["3"]["inputs"].update(steps=25, sampler_name="dpmpp_2m", scheduler="karras")
+GRAPH["9"]["inputs"]["filename_prefix"] = "sdxl-txt2img"
