@@ -141,7 +141,6 @@ def rejection_from_response(response: httpx.Response, *, base_url: str) -> Comfy
 def _describe_node(node_id: str, info: dict[str, Any]) -> str:
     errors = info.get("errors") or []
     texts = [
-        f"{e.get('message', '')}: {e['details']}" if e.get("details") else e.get("message", "")
-        for e in errors
+        f"{e.get('message', '')}: {e['details']}" if e.get("details") else e.get("message", "") for e in errors
     ]
     return f"node {node_id} ({info.get('class_type', '?')}): " + "; ".join(texts)

@@ -164,9 +164,7 @@ def files_of(node_id: str, output: dict[str, Any]) -> tuple[OutputFile, ...]:
         for item in items:
             if isinstance(item, dict) and "filename" in item:
                 files.append(
-                    OutputFile(
-                        node_id, item["filename"], item.get("subfolder", ""), item.get("type", "output")
-                    )
+                    OutputFile(node_id, item["filename"], item.get("subfolder", ""), item.get("type", "output"))
                 )
     return tuple(files)
 
@@ -271,9 +269,7 @@ _TEXT_DECODERS = {
     "executing": _executing,
     "progress": lambda d: Progress(d.get("prompt_id"), d.get("node"), d["value"], d["max"]),
     "progress_state": _progress_state,
-    "executed": lambda d: Executed(
-        d.get("prompt_id"), d["node"], d.get("output") or {}, d.get("display_node")
-    ),
+    "executed": lambda d: Executed(d.get("prompt_id"), d["node"], d.get("output") or {}, d.get("display_node")),
     "execution_success": lambda d: ExecutionSuccess(d["prompt_id"], d.get("timestamp")),
     "execution_error": _execution_error,
     "execution_interrupted": lambda d: ExecutionInterrupted(

@@ -118,9 +118,7 @@ def belongs(event: ComfyEvent, prompt_id: str) -> bool:
 
 def _handshake_error(base_url: str, status: int) -> ComfyError:
     if status in (401, 403):
-        return ComfyUnauthorized(
-            f"{base_url} refused the /ws handshake with {status}: missing or wrong token"
-        )
+        return ComfyUnauthorized(f"{base_url} refused the /ws handshake with {status}: missing or wrong token")
     if status >= 500:
         return ComfyUnavailable(f"{base_url} refused the /ws handshake with {status}")
     return ComfyRejected(f"{base_url} refused the /ws handshake with {status}", status_code=status)

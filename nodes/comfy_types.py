@@ -124,9 +124,7 @@ def parse_queue_item(item: list[Any]) -> QueueItem:
 def parse_history(prompt_id: str, entry: dict[str, Any]) -> History:
     """One /history entry."""
     status = entry.get("status") or {}
-    outputs = tuple(
-        f for node_id, out in (entry.get("outputs") or {}).items() for f in files_of(node_id, out)
-    )
+    outputs = tuple(f for node_id, out in (entry.get("outputs") or {}).items() for f in files_of(node_id, out))
     messages = tuple(decode_message(kind, data) for kind, data in status.get("messages") or ())
     prompt = entry.get("prompt") or [None]
     return History(

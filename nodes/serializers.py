@@ -25,9 +25,7 @@ def validate_extra_headers(value: Any) -> dict[str, str]:
         if not _HEADER_NAME.match(name):
             raise serializers.ValidationError(f"{name!r} is not a valid header name.")
         if name.lower() in _RESERVED_HEADERS:
-            raise serializers.ValidationError(
-                f"{name} cannot be set here (a bearer token goes in auth_token)."
-            )
+            raise serializers.ValidationError(f"{name} cannot be set here (a bearer token goes in auth_token).")
         if not isinstance(header, str) or "\r" in header or "\n" in header:
             raise serializers.ValidationError(f"The value of {name} must be a one-line string.")
     return value
@@ -60,9 +58,7 @@ class NodeUpdateInput(NodeCreateInput):
     auth_token = serializers.CharField(
         max_length=500, required=False, allow_blank=True, write_only=True, trim_whitespace=True
     )
-    extra_headers = serializers.JSONField(
-        required=False, write_only=True, validators=[validate_extra_headers]
-    )
+    extra_headers = serializers.JSONField(required=False, write_only=True, validators=[validate_extra_headers])
 
 
 class NodeOutput(serializers.ModelSerializer):

@@ -35,9 +35,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def operator(django_user_model):
     """A staff user: runs the fleet, uses the admin."""
-    return django_user_model.objects.create_user(
-        "operator", password=PASSWORD, is_staff=True, is_superuser=True
-    )
+    return django_user_model.objects.create_user("operator", password=PASSWORD, is_staff=True, is_superuser=True)
 
 
 @pytest.fixture

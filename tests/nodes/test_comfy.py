@@ -156,8 +156,7 @@ def test_unknown_class_is_rejected_with_comfyui_details(client):
 
     assert caught.value.error_type == "invalid_prompt"
     assert str(caught.value) == (
-        "ComfyUI rejected the prompt: Cannot execute because node DoesNotExistNode does not exist."
-        " (Node ID '#1')"
+        "ComfyUI rejected the prompt: Cannot execute because node DoesNotExistNode does not exist. (Node ID '#1')"
     )
 
 

@@ -34,9 +34,7 @@ def graph(ckpt: str = SDXL, **inputs: str) -> dict:
     return nodes
 
 
-def job(
-    n: int, *, client: str = "a", priority: int = 0, models: dict | None = None, ckpt: str = ""
-) -> JobView:
+def job(n: int, *, client: str = "a", priority: int = 0, models: dict | None = None, ckpt: str = "") -> JobView:
     pairs = frozenset((f, name) for f, names in (models or {}).items() for name in names)
     return JobView(n, T0 + timedelta(seconds=n), priority, client, pairs, ckpt)
 
@@ -79,8 +77,7 @@ def test_required_models_reads_each_loader_into_its_comfyui_folder():
 def test_primary_checkpoint_is_the_checkpoint_else_the_diffusion_model():
     assert primary_checkpoint(graph(SD15)) == SD15
     assert (
-        primary_checkpoint({"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux.sft"}}})
-        == "flux.sft"
+        primary_checkpoint({"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux.sft"}}}) == "flux.sft"
     )
 
 

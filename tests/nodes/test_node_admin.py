@@ -89,9 +89,7 @@ def test_adding_a_node_checks_it_and_records_its_health(admin_client, fake_comfy
     assert node.request_headers() == {"X-Pod-Key": HEADER_SECRET, "Authorization": f"Bearer {TOKEN}"}
 
 
-def test_the_change_form_never_shows_credentials_and_keeps_them_when_left_empty(
-    admin_client, node, fake_comfy
-):
+def test_the_change_form_never_shows_credentials_and_keeps_them_when_left_empty(admin_client, node, fake_comfy):
     node_update(node=node, auth_token=TOKEN, extra_headers={"X-Pod-Key": HEADER_SECRET})
     page = admin_client.get(f"{CHANGELIST}{node.id}/change/").content.decode()
     assert TOKEN not in page and HEADER_SECRET not in page and "X-Pod-Key" in page
@@ -102,9 +100,7 @@ def test_the_change_form_never_shows_credentials_and_keeps_them_when_left_empty(
     assert response.status_code == 302
     saved = Node.objects.get(id=node.id)
     assert (
-        saved.capacity == 4
-        and saved.auth_token == TOKEN
-        and saved.extra_headers == {"X-Pod-Key": HEADER_SECRET}
+        saved.capacity == 4 and saved.auth_token == TOKEN and saved.extra_headers == {"X-Pod-Key": HEADER_SECRET}
     )
 
 

@@ -187,9 +187,7 @@ def test_check_now_records_a_failure_without_failing_the_request(operator_client
 
 def test_capacity_and_name_can_be_edited_while_the_node_is_down(operator_client, node, fake_comfy):
     fake_comfy.crash()
-    response = operator_client.patch(
-        f"/api/nodes/{node.id}", {"capacity": 5, "name": "renamed"}, format="json"
-    )
+    response = operator_client.patch(f"/api/nodes/{node.id}", {"capacity": 5, "name": "renamed"}, format="json")
     assert response.status_code == 200, response.json()
     assert response.json()["capacity"] == 5 and response.json()["name"] == "renamed"
 
@@ -211,9 +209,7 @@ def test_a_wrong_token_is_refused_on_edit_and_a_right_one_saved(operator_client,
 
 
 def test_bad_input_is_refused_with_field_errors(operator_client, node):
-    response = add(
-        operator_client, name=node.name, base_url="ftp://x", capacity=0, extra_headers={"Host": "x"}
-    )
+    response = add(operator_client, name=node.name, base_url="ftp://x", capacity=0, extra_headers={"Host": "x"})
     assert response.status_code == 400
     assert set(response.json()) >= {"name", "base_url", "capacity", "extra_headers"}
 

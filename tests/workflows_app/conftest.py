@@ -7,4 +7,3 @@ from tests.generations.conftest import (  # noqa: F401
     worker,
     worker_env,
 )
-

@@ -270,9 +270,7 @@ def test_the_builtin_graphs_parse(builtin):
     params = collect_params(builtin.graph, OBJECT_INFO)
     assert {p.field for p in params.inputs} == set(exposed_inputs(builtin.graph))
     assert all(p.flat for p in params.inputs)
-    assert {name: (p.node_id, p.widget) for name, (p,) in params.groups.items()} == exposed_inputs(
-        builtin.graph
-    )
+    assert {name: (p.node_id, p.widget) for name, (p,) in params.groups.items()} == exposed_inputs(builtin.graph)
     assert [o.name for o in params.outputs] == ["images"]
     assert (params.bypass, params.cache) == ((), ())
 

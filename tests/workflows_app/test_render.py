@@ -47,9 +47,7 @@ def node(class_type: str, title: str = "", **inputs: object) -> dict:
 def test_flat_and_nested_forms_mean_the_same():
     _, params = params_of()
     flat = validate_inputs(params, {"prompt": "a cat", "width": 768, "seed": 5})
-    nested = validate_inputs(
-        params, {"prompt": {"text": "a cat"}, "width": {"width": 768}, "seed": {"seed": 5}}
-    )
+    nested = validate_inputs(params, {"prompt": {"text": "a cat"}, "width": {"width": 768}, "seed": {"seed": 5}})
     assert flat == nested == {"prompt": "a cat", "width": 768, "seed": 5}
 
 
@@ -109,9 +107,7 @@ def test_every_bad_value_is_reported_at_once():
 
 
 def test_the_body_must_be_an_object():
-    assert problems(params_of()[1], [1, 2]) == [
-        {"field": "", "value": [1, 2], "rule": "must be a JSON object"}
-    ]
+    assert problems(params_of()[1], [1, 2]) == [{"field": "", "value": [1, 2], "rule": "must be a JSON object"}]
 
 
 def test_steps_are_not_enforced_because_comfyui_rounds():

@@ -41,8 +41,7 @@ GRAPH: dict = {
             "denoise": 1.0,
         },
         "_meta": {
-            "title": "KSampler [seed:seed] [steps:steps] [cfg:cfg] [sampler:sampler_name] "
-            "[scheduler:scheduler]"
+            "title": "KSampler [seed:seed] [steps:steps] [cfg:cfg] [sampler:sampler_name] [scheduler:scheduler]"
         },
     },
     "8": {
