@@ -53,7 +53,8 @@ class OutboxConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_preview(*item)
 
     async def send_preview(self, seq: int, image: bytes) -> None:
-        raise NotImplementedError
+        """A preview as a binary frame (the job consumer may send it as text instead)."""
+        await self.send(bytes_data=image)
 
     async def disconnect(self, code: int) -> None:
         for task in (self.sender, getattr(self, "refresher", None)):
@@ -167,7 +168,7 @@ class JobConsumer(OutboxConsumer):
         if self.mode == "text":
             await self.send_json(live.preview_text(seq, image))
         else:
-            await self.send(bytes_data=image)
+            await super().send_preview(seq, image)
 
 
 class DashboardConsumer(OutboxConsumer):
