@@ -58,3 +58,8 @@ class BasicAuthentication(authentication.BasicAuthentication):
     """HTTP Basic against Django users."""
 
     www_authenticate_realm = "ComfyRouter"
+
+
+def api_key_of(request) -> ApiKey | None:
+    """The API key a request authenticated with, or None (Basic auth, a session)."""
+    return request.auth if isinstance(request.auth, ApiKey) else None

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import redis
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -13,8 +11,8 @@ from rest_framework.views import APIView
 
 from nodes.models import Node
 
-from .auth import ApiKeyAuthentication, BasicAuthentication
-from .models import ApiKey
+from .auth import ApiKeyAuthentication, BasicAuthentication, api_key_of
+from .redisconn import redis_client
 
 
 def check_database() -> str:
@@ -28,8 +26,7 @@ def check_database() -> str:
 
 def check_redis() -> str:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        client.ping()
+        redis_client().ping()
         return "ok"
     except Exception as exc:  # noqa: BLE001
         return f"error: {exc}"
@@ -92,7 +89,7 @@ class MeApi(APIView):
         )
     )
     def get(self, request: Request) -> Response:
-        key = request.auth if isinstance(request.auth, ApiKey) else None
+        key = api_key_of(request)
         body = {
             "username": request.user.get_username(),
             "is_staff": request.user.is_staff,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from comfyrouter.redisconn import redis_client
 from generations.models import CachedFile, Job
 
 # A file touched this recently may belong to a request between resolving its inputs and creating its
@@ -23,16 +23,6 @@ RECENT_SECONDS = 300
 # What a node holds is remembered this long, then checked again against its LoadImage choices.
 NODE_MEMORY_SECONDS = 3600
 KNOWN = "-"  # a member that marks a node's set as filled, even when it holds none of our files
-
-_clients: dict[int, redis.Redis] = {}
-
-
-def redis_client() -> redis.Redis:
-    """This process's Redis client (one per pid: a forked worker must not share its parent's sockets)."""
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
-    return _clients[pid]
 
 
 def in_use() -> Q:

@@ -22,7 +22,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from comfyrouter.models import ApiKey
+from comfyrouter.auth import api_key_of
 from generations import progress, services
 from generations.files import resolve_files
 from generations.models import Job, JobOutput
@@ -42,7 +42,7 @@ def endpoint_job(
     prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
     return services.job_create(
         prompt=prompt, inputs=values, files=files, endpoint=endpoint, owner=request.user,
-        api_key=request.auth if isinstance(request.auth, ApiKey) else None,
+        api_key=api_key_of(request),
         priority=priority, webhook_url=webhook_url,
         idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
     )  # fmt: skip

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from comfyrouter.redisconn import redis_client
 from generations import cache, downloads
 from generations.models import CachedFile
 from nodes.comfy import ComfyClient, ComfyError
@@ -193,13 +194,13 @@ def _touch_url(url: str) -> CachedFile | None:
     if digest is None:
         # The same bytes came earlier from another URL (or as base64): the row keeps the first source.
         with suppress(redis.RedisError):
-            digest = (cache.redis_client().get(_url_key(url)) or b"").decode() or None
+            digest = (redis_client().get(_url_key(url)) or b"").decode() or None
     return _touch(digest) if digest else None
 
 
 def _remember_url(url: str, digest: str) -> None:
     with suppress(redis.RedisError):
-        cache.redis_client().set(_url_key(url), digest, ex=URL_ALIAS_SECONDS)
+        redis_client().set(_url_key(url), digest, ex=URL_ALIAS_SECONDS)
 
 
 def _url_key(url: str) -> str:
@@ -211,7 +212,7 @@ def url_lock(url: str, *, field: str, seconds: float | None = None) -> Iterator[
     """Hold the download of `url` (expected to last at most `seconds`): a Redis lock shared by every process."""
     key = hashlib.sha256(url.encode()).hexdigest()
     wait = (seconds or settings.COMFYROUTER_DOWNLOAD_DEADLINE) + settings.COMFYROUTER_DOWNLOAD_TIMEOUT * 2
-    lock = Lock(cache.redis_client(), f"comfyrouter:download:{key}", timeout=wait + 30, blocking_timeout=wait)
+    lock = Lock(redis_client(), f"comfyrouter:download:{key}", timeout=wait + 30, blocking_timeout=wait)
     try:
         acquired = lock.acquire()
     except redis.RedisError:
@@ -234,13 +235,13 @@ def url_lock(url: str, *, field: str, seconds: float | None = None) -> Iterator[
 # same reason instead of each retrying it in turn.
 def _raise_recent_failure(key: str, field: str) -> None:
     with suppress(redis.RedisError):
-        if reason := cache.redis_client().get(f"comfyrouter:download-failed:{key}"):
+        if reason := redis_client().get(f"comfyrouter:download-failed:{key}"):
             raise FileInputError(field, reason.decode())
 
 
 def _note_failure(key: str, reason: str) -> None:
     with suppress(redis.RedisError):
-        cache.redis_client().set(f"comfyrouter:download-failed:{key}", reason, ex=FAILURE_SECONDS)
+        redis_client().set(f"comfyrouter:download-failed:{key}", reason, ex=FAILURE_SECONDS)
 
 
 def model_file(url: str, *, field: str, folder: str) -> str:

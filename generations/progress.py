@@ -7,15 +7,14 @@ not import this app), re-exported here so job code has one place to send from.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, TypedDict
 
 import redis
-from django.conf import settings
 
 from comfyrouter.realtime import JOBS_GROUP, MAX_BACKLOG, NODES_GROUP, publish
+from comfyrouter.redisconn import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +51,6 @@ class PreviewEvent(TypedDict):
     image: bytes
 
 
-_clients: dict[int, redis.Redis] = {}
-
-
-def redis_client() -> redis.Redis:
-    """This process's Redis client (one connection pool per process)."""
-    return _redis()
-
-
-def _redis() -> redis.Redis:
-    # One connection pool per process (pools must not cross a fork).
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _clients[pid]
-
-
 def preview_key(job_id: Any) -> str:
     return f"comfyrouter:preview:{job_id}"
 
@@ -75,14 +58,14 @@ def preview_key(job_id: Any) -> str:
 def store_preview(job_id: Any, image: bytes) -> None:
     """Keep the newest preview JPEG of a job for late joiners and GET /preview/<id>."""
     try:
-        _redis().set(preview_key(job_id), image, ex=PREVIEW_TTL_SECONDS)
+        redis_client().set(preview_key(job_id), image, ex=PREVIEW_TTL_SECONDS)
     except redis.RedisError:
         log.warning("could not store the preview of job %s", job_id, exc_info=True)
 
 
 def latest_preview(job_id: Any) -> bytes | None:
     try:
-        return _redis().get(preview_key(job_id))
+        return redis_client().get(preview_key(job_id))
     except redis.RedisError:
         return None
 
@@ -94,7 +77,7 @@ def done_channel(job_id: Any) -> str:
 def notify_finished(job_id: Any) -> None:
     """Wake every HTTP caller waiting for this job (see wait_finished)."""
     try:
-        _redis().publish(done_channel(job_id), b"1")
+        redis_client().publish(done_channel(job_id), b"1")
     except redis.RedisError:
         log.warning("could not announce the end of job %s", job_id, exc_info=True)
 
@@ -103,7 +86,7 @@ def wait_finished(job_id: Any, *, timeout: float, is_finished: Callable[[], bool
     """Block until the job ends or `timeout` passes; True if it ended. Falls back to polling."""
     deadline = time.monotonic() + timeout
     try:
-        pubsub = _redis().pubsub(ignore_subscribe_messages=True)
+        pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(done_channel(job_id))
     except redis.RedisError:
         pubsub = None

@@ -13,6 +13,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from comfyrouter.redisconn import redis_client
 from generations import progress
 from generations.models import CachedFile, Job
 from nodes.dispatch import NodeView, claim_jobs, missing_models, release_slot
@@ -54,13 +55,13 @@ def _request_dispatch() -> None:
 
     # dispatch_jobs clears the flag before it reads the queue, so a job committed after that read
     # always raises the flag again and gets a pass of its own.
-    if progress.redis_client().set(DISPATCH_PENDING, b"1", nx=True, ex=DISPATCH_FLAG_SECONDS):
+    if redis_client().set(DISPATCH_PENDING, b"1", nx=True, ex=DISPATCH_FLAG_SECONDS):
         dispatch_jobs.delay()
 
 
 def dispatch_claim() -> list[tuple[Job, Node]]:
     """Clear the pending flag, then claim queued jobs for free slots."""
-    progress.redis_client().delete(DISPATCH_PENDING)
+    redis_client().delete(DISPATCH_PENDING)
     return claim_jobs()
 
 

@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comfyrouter.models import ApiKey
 from generations import progress, services
 from generations.endpoint_views import endpoint_job, invalid_inputs, run_body
 from generations.models import Job
@@ -120,10 +119,6 @@ class EndpointRunApi(APIView):
 def queue_full(exc: services.QueueFull) -> Response:
     body = {"detail": str(exc), "code": "queue_full"}
     return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
-
-
-def api_key_of(request: Request) -> ApiKey | None:
-    return request.auth if isinstance(request.auth, ApiKey) else None
 
 
 def job_response(request: Request, job: Job, *, wait: float | bool, longest: int) -> Response:

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comfyrouter.auth import api_key_of
 from generations.openai import errors, images
 from generations.openai.serializers import (
     DEFAULT_EDIT_MODEL,
@@ -20,7 +21,6 @@ from generations.openai.serializers import (
     request_fields,
 )
 from generations.openai.streaming import StreamSpec, stream_response
-from generations.views import api_key_of
 from workflows_app.models import Endpoint
 
 # The SDK's stream events know low, medium, high and auto; the DALL·E names map onto them.

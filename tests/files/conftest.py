@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from generations import cache
+from comfyrouter.redisconn import redis_client
 from tests.generations.conftest import builtin_endpoints, engine_settings, fakes, worker, worker_env  # noqa: F401
 
 
@@ -87,7 +87,7 @@ def image_server():
 @pytest.fixture(autouse=True)
 def fresh_file_keys():
     """URL aliases, download locks and node memories of earlier tests must not leak into this one."""
-    client = cache.redis_client()
+    client = redis_client()
     for pattern in ("comfyrouter:url-file:*", "comfyrouter:download*", "comfyrouter:node-files:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)

@@ -159,15 +159,14 @@ def fake_of(job: Job, fakes_by_url: Iterable[FakeComfyUI]) -> FakeComfyUI:
 @contextmanager
 def broker_at(url: str, settings) -> Iterator[None]:
     """Point this process's Celery app, Redis clients and settings at another Redis for the block."""
-    from comfyrouter import celery_app
-    from generations import progress
+    from comfyrouter import celery_app, redisconn
 
     def switch(redis_url: str, broker: str) -> None:
         # Not closed: kombu keeps one pool per broker URL and would hand the closed one back later.
         celery_app.conf.broker_url = broker
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
-        progress._clients.clear()
+        redisconn._clients.clear()
         settings.REDIS_URL = redis_url
 
     old = (settings.REDIS_URL, celery_app.conf.broker_url)
