@@ -42,7 +42,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--per-process", type=int, default=4, help="fake nodes per fake process")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="runrouter --concurrency (default: nodes x capacity + 2)")  # fmt: skip
-    parser.add_argument("--pool", default="", help="CELERY_WORKER_POOL (no effect when runrouter passes --pool)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent submit connections")
     parser.add_argument("--endpoint", default="sd15-txt2img")
     parser.add_argument("--inputs", default='{"prompt": "a lighthouse at dawn"}', help="JSON endpoint inputs")
@@ -192,10 +191,7 @@ def main() -> None:
     inputs = {**json.loads(args.inputs), "steps": args.steps}
     concurrency = args.concurrency or args.nodes * args.capacity + 2
     env = {"COMFYROUTER_PENDING_LIMIT": str(10 * args.jobs + 100)}
-    if args.pool:
-        env["CELERY_WORKER_POOL"] = args.pool  # click's auto envvar for `celery worker --pool`
-    pool = args.pool or "as runrouter starts it"
-    print(f"{machine()}\nworker: --concurrency {concurrency}, pool {pool}; fakes: {args.nodes} "
+    print(f"{machine()}\nworkers: threads pool, --concurrency {concurrency} each; fakes: {args.nodes} "
           f"in {-(-args.nodes // args.per_process)} process(es); previews {args.previews}")  # fmt: skip
     with (
         FakeFleet(count=args.nodes, per_process=args.per_process) as fleet,
