@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from comfyrouter.auth import api_key_of
-from generations import progress, services
+from generations import services
 from generations.files import resolve_files
 from generations.models import Job, JobOutput
 from generations.serializers import job_json, outputs_by_name, signed_url
@@ -94,7 +94,7 @@ def fastapi_outputs(job: Job, request: Request) -> dict[str, list[str]]:
     as_url = job.endpoint is None or job.endpoint.output_mode == Endpoint.OutputMode.URL
     return {
         name: [signed_url(output, request) if as_url else _base64(output) for output in outputs]
-        for name, outputs in outputs_by_name(job).items()
+        for name, outputs in outputs_by_name(job.outputs.all()).items()
     }
 
 
@@ -123,18 +123,18 @@ class EndpointDetailFastApi(EndpointDetailApi):
         except InputError as exc:
             return invalid_inputs(exc)
         except services.QueueFull as exc:
-            body = {"detail": str(exc), "code": "queue_full"}
-            return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
+            return queue_full(exc)
         return fastapi_response(request, job, wait=endpoint.max_wait)
+
+
+def queue_full(exc: services.QueueFull) -> Response:
+    body = {"detail": str(exc), "code": "queue_full"}
+    return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
 
 
 def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
     """The outputs when the job succeeds within `wait`; else 202 with the job, or its failure."""
-    if not job.is_finished:
-        progress.wait_finished(
-            job.id, timeout=wait, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
-        )
-        job.refresh_from_db()
+    job = services.job_wait(job, timeout=wait)
     if job.state == Job.State.SUCCEEDED:
         return Response(fastapi_outputs(job, request))
     body = job_json(job, request)

@@ -7,12 +7,13 @@ Access rule: whoever holds a job's id may watch it and fetch its images, as with
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.decorators import method_decorator
 from django.views import View
 
 from generations.models import Job, JobOutput
+from generations.views import file_response
 
 
 class JobPage(View):
@@ -26,14 +27,9 @@ class JobPage(View):
 class JobOutputFile(View):
     http_method_names = ["get", "head"]
 
-    def get(self, request: HttpRequest, job_id, index: int) -> FileResponse:
+    def get(self, request: HttpRequest, job_id, index: int) -> HttpResponse:
         output = get_object_or_404(JobOutput, job_id=job_id, index=index)
-        response = FileResponse(
-            output.file.open("rb"),
-            content_type=output.content_type,
-            as_attachment="download" in request.GET,
-            filename=output.filename,
-        )
+        response = file_response(output, download="download" in request.GET)
         response["Cache-Control"] = "private, max-age=3600"
         return response
 

@@ -105,6 +105,15 @@ def job_create(
     return job  # _finish refreshed it if it failed at once
 
 
+def job_wait(job: Job, *, timeout: float) -> Job:
+    """The job once it ends or `timeout` s pass, read afresh with what its JSON shows."""
+    if timeout and not job.is_finished:
+        progress.wait_finished(
+            job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
+        )
+    return Job.objects.select_related("endpoint", "node").prefetch_related("outputs").get(id=job.id)
+
+
 def _idempotent_job(owner, key: str) -> Job | None:
     return Job.objects.filter(owner=owner, idempotency_key=key).first()
 

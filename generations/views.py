@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
@@ -12,8 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generations import progress, services
-from generations.endpoint_views import endpoint_job, invalid_inputs, run_body
-from generations.models import Job
+from generations.endpoint_views import endpoint_job, invalid_inputs, queue_full, run_body
+from generations.models import Job, JobOutput
 from generations.serializers import EndpointRunInput, JobDetail, job_json
 from generations.signing import output_from_token
 from workflows_app.models import Endpoint
@@ -75,9 +76,30 @@ class JobCancelApi(APIView):
 class JobOutputApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request: Request, job_id, index: int) -> FileResponse:
-        job = get_object_or_404(visible_jobs(request), id=job_id)
-        output = get_object_or_404(job.outputs, index=index)
-        return FileResponse(output.file.open("rb"), content_type=output.content_type, filename=output.filename)
+        outputs = JobOutput.objects.filter(job_id=job_id, index=index)
+        if not request.user.is_staff:
+            outputs = outputs.filter(job__owner=request.user)
+        return file_response(get_object_or_404(outputs))
+
+
+# Smaller files are answered in one piece: an ASGI server streams a FileResponse chunk by chunk, each
+# read a hop to a thread, which costs more than the read for a typical image.
+STREAM_FROM_BYTES = 1 << 20
+
+
+def file_response(output: JobOutput, *, download: bool = False) -> HttpResponse:
+    """An output file, inline or as a download, under the name ComfyUI gave it."""
+    if output.size > STREAM_FROM_BYTES:
+        return FileResponse(
+            output.file.open("rb"),
+            content_type=output.content_type,
+            as_attachment=download,
+            filename=output.filename,
+        )
+    with output.file.open("rb") as handle:
+        response = HttpResponse(handle.read(), content_type=output.content_type)
+    response["Content-Disposition"] = content_disposition_header(download, output.filename)
+    return response
 
 
 class JobPreviewApi(APIView):
@@ -116,19 +138,10 @@ class EndpointRunApi(APIView):
         return job_response(request, job, wait=data["wait"], longest=endpoint.max_wait)
 
 
-def queue_full(exc: services.QueueFull) -> Response:
-    body = {"detail": str(exc), "code": "queue_full"}
-    return Response(body, status=429, headers={"Retry-After": str(exc.retry_after)})
-
-
 def job_response(request: Request, job: Job, *, wait: float | bool, longest: int) -> Response:
     """200 with the finished job if it ends within `wait`, else 202 with where to follow it."""
     seconds = longest if wait is True else min(float(wait), longest)
-    if seconds and not job.is_finished:
-        progress.wait_finished(
-            job.id, timeout=seconds, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
-        )
-        job.refresh_from_db()
+    job = services.job_wait(job, timeout=seconds)
     body = job_json(job, request)
     response = Response(body, status=200 if job.is_finished else 202)
     response["Location"] = body["links"]["self"]
@@ -146,4 +159,4 @@ class SignedFileApi(APIView):
         output = output_from_token(token, max_age=settings.COMFYROUTER_SIGNED_URL_TTL)
         if output is None:
             raise Http404("This link is invalid or has expired.")
-        return FileResponse(output.file.open("rb"), content_type=output.content_type, filename=output.filename)
+        return file_response(output)

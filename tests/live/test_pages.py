@@ -49,7 +49,7 @@ def test_output_files_are_served_by_job_id_inline_or_as_a_download(finished_job)
     inline = Client().get(f"/jobs/{finished_job.id}/outputs/0")
     download = Client().get(f"/jobs/{finished_job.id}/outputs/0?download=1")
 
-    assert inline.status_code == 200 and b"".join(inline.streaming_content) == b"\x89PNG"
+    assert inline.status_code == 200 and b"".join(inline) == b"\x89PNG"
     assert inline["Content-Type"] == "image/png" and inline["Content-Disposition"].startswith("inline")
     assert download["Content-Disposition"] == 'attachment; filename="cat.png"'
     assert Client().get(f"/jobs/{finished_job.id}/outputs/1").status_code == 404
