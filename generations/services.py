@@ -13,7 +13,6 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from comfyrouter.redisconn import redis_client
 from generations import progress
 from generations.models import CachedFile, Job
 from nodes.dispatch import NodeView, claim_jobs, missing_models, release_slot
@@ -22,8 +21,6 @@ from nodes.models import Node
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = (Job.State.ASSIGNED, Job.State.RUNNING)
-# A lost dispatch message delays jobs at most this long (the sweep dispatches every few seconds anyway).
-DISPATCH_FLAG_SECONDS = 10
 
 
 class JobError(Exception):
@@ -39,30 +36,27 @@ class QueueFull(JobError):
         self.retry_after = retry_after
 
 
-DISPATCH_PENDING = "comfyrouter:dispatch-pending"
-
-
 def enqueue_dispatch() -> None:
-    """Ask a worker to fill free node slots once the current transaction commits."""
-    # robust: with Redis down the job is still accepted (beat's sweep dispatches it later), and
-    # the hooks queued after this one (waking waiters, the webhook) still run.
-    transaction.on_commit(_request_dispatch, robust=True)
+    """Fill free node slots once the current transaction commits."""
+    # robust: with the database or Redis failing, the job is still accepted (beat's sweep dispatches
+    # it later), and the hooks queued after this one still run.
+    transaction.on_commit(dispatch_now, robust=True)
 
 
-def _request_dispatch() -> None:
-    """One dispatch waiting at a time: a burst of new or finished jobs is claimed by one pass."""
-    from generations.tasks import dispatch_jobs
+def dispatch_now() -> list[tuple[Job, Node]]:
+    """Claim queued jobs for free node slots, here and now, and hand each to a worker to execute.
 
-    # dispatch_jobs clears the flag before it reads the queue, so a job committed after that read
-    # always raises the flag again and gets a pass of its own.
-    if redis_client().set(DISPATCH_PENDING, b"1", nx=True, ex=DISPATCH_FLAG_SECONDS):
-        dispatch_jobs.delay()
+    Claiming is atomic (row locks, conditional slot updates), so the web, workers and the sweep may
+    all call this at once; a job is never claimed twice. Running it in the caller saves a Celery hop
+    per job over a dispatch task.
+    """
+    from generations.tasks import execute_job
 
-
-def dispatch_claim() -> list[tuple[Job, Node]]:
-    """Clear the pending flag, then claim queued jobs for free slots."""
-    redis_client().delete(DISPATCH_PENDING)
-    return claim_jobs()
+    pairs = claim_jobs()
+    for job, _node in pairs:
+        execute_job.delay(str(job.id))
+        job_announce(job=job)
+    return pairs
 
 
 def job_create(
@@ -230,10 +224,11 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) ->
         )
         if not won:
             return False
+        # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
+        transaction.on_commit(lambda: _finished(job.id), robust=True)
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1])
             enqueue_dispatch()
-        transaction.on_commit(lambda: _finished(job.id), robust=True)
     job.refresh_from_db()
     return True
 

@@ -8,9 +8,7 @@ from generations import cache, executor, services, webhooks
 @shared_task(ignore_result=True)
 def dispatch_jobs() -> None:
     """Fill every free node slot with queued jobs."""
-    for job, _node in services.dispatch_claim():
-        execute_job.delay_on_commit(str(job.id))
-        services.job_announce(job=job)
+    services.dispatch_now()
 
 
 # Not acks_late: with Redis an unacked message comes back only after the visibility timeout (hours),
@@ -28,7 +26,7 @@ def sweep() -> None:
     for job_id in services.jobs_reap():
         execute_job.delay(str(job_id))
     services.nodes_reconcile_slots()
-    dispatch_jobs.delay()
+    services.dispatch_now()
     for job_id in webhooks.due():
         send_webhook.delay(str(job_id))
 

@@ -164,10 +164,13 @@ def test_a_queued_job_names_the_offline_nodes_when_it_times_out(worker_env, sett
 
 def test_the_queue_timeout_counts_from_a_requeue_not_from_the_jobs_creation(worker_env, settings, fakes, user):
     settings.COMFYROUTER_QUEUE_TIMEOUT = 60
-    node = register(fakes(), "gpu", capacity=1, running=1)  # busy with another job: the requeued one waits
+    gpu = register(fakes(), "gpu", capacity=1, running=1)  # busy with another job: the requeued one waits
+    Job.objects.create(prompt=txt2img(), owner=user, state=Job.State.RUNNING, node=gpu, assigned_at=timezone.now(),
+                       heartbeat_at=timezone.now())  # fmt: skip
+    lost = register(fakes(), "lost", status=Node.Status.OFFLINE, running=1)  # where the job ran
     job = services.job_create(prompt=txt2img(), owner=user)
     two_hours_ago = timezone.now() - timedelta(hours=2)
-    Job.objects.filter(id=job.id).update(state=Job.State.RUNNING, node=node, assigned_at=two_hours_ago,
+    Job.objects.filter(id=job.id).update(state=Job.State.RUNNING, node=lost, assigned_at=two_hours_ago,
                                          created_at=two_hours_ago, attempts=1)  # fmt: skip
     job.refresh_from_db()
     services.job_requeue(job=job, cause="the node restarted")
