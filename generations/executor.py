@@ -71,7 +71,7 @@ class JobRun:
         self.lease_lost = threading.Event()
         self.stream: comfy.EventStream | None = None
         self.titles = {nid: (n.get("_meta") or {}).get("title", "") for nid, n in job.prompt.items()}
-        self.last_write = 0.0
+        self.last_write = time.monotonic()  # a job shorter than PROGRESS_WRITE_SECONDS writes no progress row
         self.preview_seq = 0
 
     def run(self) -> None:
@@ -88,8 +88,8 @@ class JobRun:
         job = self.job
         try:
             result = self._result()
-            outputs.store_outputs(job=job, client=self.client, files=result.outputs, titles=self.titles)
-            services.job_succeed(job=job)
+            files = outputs.fetch_outputs(job=job, client=self.client, files=result.outputs, titles=self.titles)
+            services.job_succeed(job=job, outputs=files)
         except CancelledBeforeStart:
             services.job_cancelled(job=job)
         except comfy.ComfyInterrupted as exc:
@@ -185,8 +185,9 @@ class JobRun:
                    "node": node, "node_title": self.titles.get(node, "")}  # fmt: skip
         progress.publish(progress.job_group(job.id), message)
         now = time.monotonic()
-        # Viewers get every step over the channel layer; the row (for late joiners) at most twice a second.
-        if (value and value == maximum) or now - self.last_write >= PROGRESS_WRITE_SECONDS:
+        # Viewers get every step over the channel layer; the row (for late joiners) at most twice a second,
+        # and the final state writes the last step.
+        if now - self.last_write >= PROGRESS_WRITE_SECONDS:
             self.last_write = now
             services.job_progress(job=job, value=value, maximum=maximum, node=node)
 

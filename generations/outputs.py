@@ -8,7 +8,6 @@ import mimetypes
 from collections.abc import Iterable, Mapping
 
 from django.core.files.base import ContentFile
-from django.db import transaction
 from django.utils.text import get_valid_filename
 from PIL import Image, UnidentifiedImageError
 
@@ -25,22 +24,33 @@ def image_size(data: bytes) -> tuple[int | None, int | None]:
         return None, None
 
 
-def store_outputs(
+def fetch_outputs(
     *, job: Job, client: ComfyClient, files: Iterable[OutputFile], titles: Mapping[str, str]
 ) -> list[JobOutput]:
-    """Download every output file of a finished prompt and record it; idempotent per job."""
-    downloaded = [(f, client.view(f.filename, subfolder=f.subfolder, kind=f.type)) for f in files]
-    with transaction.atomic():
-        # A re-attached run may store again what a dead worker had half stored.
-        for old in JobOutput.objects.filter(job=job):
-            old.file.delete(save=False)
-            old.delete()
-        return [
-            _store(job, index, f, data, titles.get(f.node_id, "")) for index, (f, data) in enumerate(downloaded)
-        ]
+    """Download every output file of a finished prompt into storage; the rows are saved by `record_outputs`."""
+    return [
+        _fetch(
+            job, index, f, client.view(f.filename, subfolder=f.subfolder, kind=f.type), titles.get(f.node_id, "")
+        )
+        for index, f in enumerate(files)
+    ]
 
 
-def _store(job: Job, index: int, output: OutputFile, data: bytes, title: str) -> JobOutput:
+def record_outputs(job: Job, records: list[JobOutput]) -> None:
+    """Save the job's output rows, replacing what a dead worker's run of the same job had stored."""
+    for old in JobOutput.objects.filter(job=job):
+        old.file.delete(save=False)
+        old.delete()
+    JobOutput.objects.bulk_create(records)
+
+
+def discard_outputs(records: Iterable[JobOutput]) -> None:
+    """Delete fetched files whose rows will never be saved (the job ended another way meanwhile)."""
+    for record in records:
+        record.file.delete(save=False)
+
+
+def _fetch(job: Job, index: int, output: OutputFile, data: bytes, title: str) -> JobOutput:
     width, height = image_size(data)
     name = get_valid_filename(output.filename) or f"output-{index}"
     record = JobOutput(
@@ -49,5 +59,4 @@ def _store(job: Job, index: int, output: OutputFile, data: bytes, title: str) ->
         size=len(data), width=width, height=height, sha256=hashlib.sha256(data).hexdigest(),
     )  # fmt: skip
     record.file.save(f"{job.id}/{index:02d}-{name}", ContentFile(data), save=False)
-    record.save()
     return record

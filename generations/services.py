@@ -14,7 +14,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generations import progress
-from generations.models import CachedFile, Job
+from generations.models import CachedFile, Job, JobOutput
+from generations.outputs import discard_outputs, record_outputs
 from nodes.dispatch import NodeView, claim_jobs, missing_models, release_slot
 from nodes.models import Node
 
@@ -161,12 +162,17 @@ def job_progress(*, job: Job, value: int, maximum: int, node: str) -> None:
     )
 
 
-def job_succeed(*, job: Job) -> bool:
-    """Mark the job done (its outputs are already stored) and learn from it for scheduling."""
-    if not _finish(job, Job.State.SUCCEEDED, progress_value=F("progress_max")):
-        return False
-    _learn(job)
-    return True
+def job_succeed(*, job: Job, outputs: list[JobOutput]) -> bool:
+    """Mark the job done with its fetched output files, and learn from it for scheduling: one transaction."""
+    # The executor's last step, which a short job never wrote to the row.
+    last = {"progress_max": job.progress_max} if job.progress_max else {}
+    with transaction.atomic():
+        if _finish(job, Job.State.SUCCEEDED, progress_value=last.get("progress_max", F("progress_max")), **last):
+            record_outputs(job, outputs)
+            _learn(job)
+            return True
+    discard_outputs(outputs)
+    return False
 
 
 def job_fail(*, job: Job, error: str, error_node: str = "") -> bool:
