@@ -13,8 +13,10 @@ class BodySizeLimitMiddleware:
     """Refuse a declared body above COMFYROUTER_MAX_BODY_BYTES before anything reads it.
 
     It runs before authentication on purpose: a client is told its body is too big without a
-    view (or a parser) ever touching it.
+    view (or a parser) ever touching it. Sync-only, and last in MIDDLEWARE (see the settings).
     """
+
+    sync_capable, async_capable = True, False
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

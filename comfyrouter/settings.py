@@ -87,15 +87,18 @@ INSTALLED_APPS = [
     "generations",
 ]
 
+# BodySizeLimitMiddleware is sync-only and innermost on purpose: Django then runs the whole chain in one
+# thread, one hop from the event loop per request. Placed higher, every async-capable middleware below it
+# would hop between the loop and a thread twice per request. It still runs before any view reads a body.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "comfyrouter.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "comfyrouter.middleware.BodySizeLimitMiddleware",
 ]
 
 ROOT_URLCONF = "comfyrouter.urls"
