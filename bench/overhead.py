@@ -130,11 +130,11 @@ def phases(marks: list[tuple[str, float, float, float]]) -> list[list[object]]:
 
 PHASES = [
     ("submit->created", "web: auth, validate, render, INSERT"),
-    ("created->assigned", "on_commit -> Celery dispatch_jobs -> claim"),
+    ("created->assigned", "on_commit: the web claims a slot, sends execute_job"),
     ("assigned->started", "execute_job task -> lease, WS, POST /prompt, 1st event"),
-    ("started->finished", "follow events, /history, /view, store output, finish"),
+    ("started->finished", "follow events, /history, /view, store file, finish"),
     ("finished->answered", "Redis notify -> web wakes, reload, JSON, response"),
-    ("answered->image", "GET outputs/0 (FileResponse)"),
+    ("answered->image", "GET outputs/0"),
 ]
 
 
