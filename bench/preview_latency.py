@@ -19,26 +19,20 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import PYTHON, Router, percentile  # noqa: E402
 from tests.fake_comfyui import FakeComfyUI  # noqa: E402
 from tests.fake_comfyui import hub as fake_hub  # noqa: E402
 
-PYTHON = sys.executable
-ADMIN, PASSWORD = "admin", "bench-preview-latency"
 JPEG_START = b"\xff\xd8\xff"
 
 
@@ -60,70 +54,6 @@ class SendStamps:
             await real(ws, payload)
 
         fake_hub._send = timed
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1] if ordered else math.nan
-
-
-@dataclass
-class Router:
-    """`manage.py runrouter` on a fresh temporary var dir (embedded SQLite and Redis unless the env says)."""
-
-    port: int = 0
-    var_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crpl-", dir="/tmp")))
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "COMFYROUTER_VAR_DIR": str(self.var_dir), "PORT": str(self.port),
-                "COMFYROUTER_ADMIN_PASSWORD": PASSWORD, "COMFYROUTER_ADMIN_USERNAME": ADMIN,
-                "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}  # fmt: skip
-
-    def start(self) -> Router:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        for command in (["migrate", "--noinput"], ["ensureadmin"]):
-            subprocess.run(
-                [PYTHON, "manage.py", *command], cwd=ROOT, env=self.env(), check=True, capture_output=True
-            )
-        log = (self.var_dir / "runrouter.log").open("w")
-        argv = [PYTHON, "manage.py", "runrouter", "--port", str(self.port)]
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "runrouter did not start:\n" + (self.var_dir / "runrouter.log").read_text()[-3000:]
-                )
-            time.sleep(0.2)
-        return self
-
-    def _ready(self) -> bool:
-        try:
-            up = httpx.get(f"{self.url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-        return up and "ready." in (self.var_dir / "runrouter.log").read_text()
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, auth=(ADMIN, PASSWORD), timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        shutil.rmtree(self.var_dir, ignore_errors=True)
 
 
 async def subscribe(url: str, origin: str, arrivals: list[tuple[float, bytes]], connected: asyncio.Event) -> None:
@@ -158,7 +88,7 @@ def serve_subscribers(url: str, origin: str, count: int) -> None:
 
 def run_job(router: Router, subscribers: int) -> list[list[tuple[float, bytes]]]:
     """One job watched by `subscribers` clients in a child process (its CPU is not the fake's)."""
-    with router.client() as client:
+    with router.admin_client() as client:
         answer = client.post("/api/endpoints/sd15-txt2img/run", json={"inputs": {"width": 64, "height": 64}})
         answer.raise_for_status()
         job_id = answer.json()["id"]
@@ -198,16 +128,12 @@ def main() -> None:
     stamps = SendStamps()
     # node_time: the nodes before the sampler take a second, so every subscriber is connected before frame 1.
     fake = FakeComfyUI(steps_override=args.steps, step_time=args.step_time, node_time=0.3).start()
-    router = Router().start()
     try:
-        with router.client() as client:
-            client.post(
-                "/api/nodes/", json={"name": "fake", "base_url": fake.url, "capacity": 1}
-            ).raise_for_status()
-        measure(router, stamps, 1)  # warm-up: imports, connections and caches
-        rows = [measure(router, stamps, n) for n in args.subscribers]
+        with Router() as router:
+            router.add_nodes([fake.url], capacity=1)
+            measure(router, stamps, 1)  # warm-up: imports, connections and caches
+            rows = [measure(router, stamps, n) for n in args.subscribers]
     finally:
-        router.stop()
         fake.stop()
     print(f"preview latency, fake → subscriber ({args.steps} steps × {args.step_time * 1000:.0f} ms, "
           f"512×512 JPEG previews; nproc {os.cpu_count()})")  # fmt: skip

@@ -164,10 +164,10 @@ def job_progress(*, job: Job, value: int, maximum: int, node: str) -> None:
 
 def job_succeed(*, job: Job, outputs: list[JobOutput]) -> bool:
     """Mark the job done with its fetched output files, and learn from it for scheduling: one transaction."""
-    # The executor's last step, which a short job never wrote to the row.
-    last = {"progress_max": job.progress_max} if job.progress_max else {}
+    # The executor's last step count, which a short job never wrote to the row.
+    steps = job.progress_max or F("progress_max")
     with transaction.atomic():
-        if _finish(job, Job.State.SUCCEEDED, progress_value=last.get("progress_max", F("progress_max")), **last):
+        if _finish(job, Job.State.SUCCEEDED, progress_value=steps, progress_max=steps):
             record_outputs(job, outputs)
             _learn(job)
             return True

@@ -5,12 +5,6 @@ from celery import shared_task
 from generations import cache, executor, services, webhooks
 
 
-@shared_task(ignore_result=True)
-def dispatch_jobs() -> None:
-    """Fill every free node slot with queued jobs."""
-    services.dispatch_now()
-
-
 # Not acks_late: with Redis an unacked message comes back only after the visibility timeout (hours),
 # and a worker holding one when Redis restarts stops consuming for good (kombu 5.7 restores unacked
 # messages over the closed connection). The sweep's reaper re-runs a job whose executor died instead.

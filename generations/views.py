@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
@@ -21,10 +22,13 @@ from workflows_app.models import Endpoint
 from workflows_app.render import InputError
 
 
+def visible_to(request: Request, path: str = "") -> Q:
+    """Staff see every job; everybody else only their own. `path` leads from the model to its job."""
+    return Q() if request.user.is_staff else Q(**{f"{path}owner": request.user})
+
+
 def visible_jobs(request: Request):
-    """Staff see every job; everybody else only their own."""
-    jobs = Job.objects.select_related("endpoint", "node").prefetch_related("outputs")
-    return jobs if request.user.is_staff else jobs.filter(owner=request.user)
+    return Job.objects.select_related("endpoint", "node").prefetch_related("outputs").filter(visible_to(request))
 
 
 class JobFilter(serializers.Serializer):
@@ -75,10 +79,8 @@ class JobCancelApi(APIView):
 
 class JobOutputApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
-    def get(self, request: Request, job_id, index: int) -> FileResponse:
-        outputs = JobOutput.objects.filter(job_id=job_id, index=index)
-        if not request.user.is_staff:
-            outputs = outputs.filter(job__owner=request.user)
+    def get(self, request: Request, job_id, index: int) -> HttpResponse:
+        outputs = JobOutput.objects.filter(visible_to(request, "job__"), job_id=job_id, index=index)
         return file_response(get_object_or_404(outputs))
 
 
@@ -155,7 +157,7 @@ class SignedFileApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(responses={(200, "image/*"): bytes})
-    def get(self, request: Request, token: str) -> FileResponse:
+    def get(self, request: Request, token: str) -> HttpResponse:
         output = output_from_token(token, max_age=settings.COMFYROUTER_SIGNED_URL_TTL)
         if output is None:
             raise Http404("This link is invalid or has expired.")

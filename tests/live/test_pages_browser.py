@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from generations import services
-from generations.tasks import dispatch_jobs
 from nodes.tasks import check_nodes
 from tests.generations.conftest import register, wait_finished
 from tests.generations.graphs import txt2img
@@ -75,7 +74,7 @@ def test_the_job_page_shows_queue_progress_previews_and_the_final_image(page, wo
     shot(page, "job-page-queued")
 
     register(fakes(steps_override=10, step_time=0.1), "gpu")
-    dispatch_jobs.delay()
+    services.dispatch_now()
     page.wait_for_function("Number(document.querySelector('#preview').dataset.previewsDrawn) >= 4")
     assert page.locator("#state").get_attribute("data-state") == "running"
     assert "KSampler" in page.locator("#current-node").inner_text()
