@@ -123,10 +123,11 @@ TEMPLATES = [
 # Database: DATABASE_URL (PostgreSQL via psycopg) or the embedded SQLite file under var/.
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {
-    "default": dj_database_url.parse(DATABASE_URL or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=60)
+    "default": dj_database_url.parse(
+        DATABASE_URL or f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Writers queue for the lock (IMMEDIATE) instead of failing to upgrade a read transaction,
     # and WAL lets readers run beside the one writer: worker threads and processes share the file.
     DATABASES["default"]["OPTIONS"] = {
