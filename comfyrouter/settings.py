@@ -128,6 +128,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Django's SQLite backend, with writers queueing on locks that wake them at once (a thread lock, then a
+    # file lock between processes) rather than sleeping in SQLite's busy handler: comfyrouter/sqlite/base.py.
+    DATABASES["default"]["ENGINE"] = "comfyrouter.sqlite"
     # Writers queue for the lock (IMMEDIATE) instead of failing to upgrade a read transaction,
     # and WAL lets readers run beside the one writer: worker threads and processes share the file.
     DATABASES["default"]["OPTIONS"] = {

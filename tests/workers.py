@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_database_url() -> str:
     """A DATABASE_URL naming the database the tests use right now (pytest-django's test DB)."""
     db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{Path(db['NAME']).resolve()}"
     auth = f"{db['USER']}:{db['PASSWORD']}@" if db["USER"] else ""
     return f"postgres://{auth}{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"

@@ -104,7 +104,7 @@ def test_without_database_url_the_embedded_sqlite_file_is_used(fresh_settings, t
     settings = fresh_settings()
 
     db = settings["DATABASES"]["default"]
-    assert db["ENGINE"] == "django.db.backends.sqlite3"
+    assert db["ENGINE"] == "comfyrouter.sqlite"
     assert str(db["NAME"]) == str(tmp_path / "db.sqlite3")
     assert settings["EMBEDDED_REDIS"] is True
 
