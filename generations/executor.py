@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Progress rows are written at most this often; the channel layer gets every step.
 PROGRESS_WRITE_SECONDS = 0.5
+# The newest preview (for GET /preview and late joiners) is stored at most this often; viewers get each one.
+PREVIEW_STORE_SECONDS = 0.1
 
 
 class CancelledBeforeStart(Exception):
@@ -37,15 +39,16 @@ def worker_id() -> str:
 
 def execute(job_id: Any) -> None:
     """Execute an assigned job, or re-attach to its prompt if a dead worker had posted it."""
-    job = services.job_lease(job_id=job_id, worker=worker_id())
-    if job is None:
+    leased = services.job_lease(job_id=job_id, worker=worker_id())
+    if leased is None:
         return
+    job, posted = leased
     if job.cancel_requested:
-        if job.prompt_id:  # a dead executor may have posted it: it must not keep the GPU busy
+        if posted:  # a dead executor may have posted it: it must not keep the GPU busy
             cancel_on_node(job)
         services.job_cancelled(job=job)
         return
-    JobRun(job).run()
+    JobRun(job, posted=posted).run()
 
 
 def cancel_on_node(job: Job) -> None:
@@ -58,8 +61,9 @@ def cancel_on_node(job: Job) -> None:
 
 
 class JobRun:
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, *, posted: bool = False) -> None:
         self.job = job
+        self.posted = posted  # an earlier executor may have posted the prompt: re-attach to it first
         self.node = job.node
         self.client = ComfyClient(
             self.node.base_url,
@@ -73,6 +77,7 @@ class JobRun:
         self.titles = {nid: (n.get("_meta") or {}).get("title", "") for nid, n in job.prompt.items()}
         self.last_write = time.monotonic()  # a job shorter than PROGRESS_WRITE_SECONDS writes no progress row
         self.preview_seq = 0
+        self.preview_stored = -PREVIEW_STORE_SECONDS  # monotonic time; the first preview is stored at once
 
     def run(self) -> None:
         beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job.id}", daemon=True)
@@ -105,7 +110,7 @@ class JobRun:
 
     def _result(self) -> comfy.PromptResult:
         job = self.job
-        if job.prompt_id:
+        if self.posted:
             try:
                 return self.client.reattach(
                     job.prompt_id, client_id=job.client_id or None, on_event=self.on_event,
@@ -113,14 +118,13 @@ class JobRun:
                 )  # fmt: skip
             except comfy.ComfyPromptLost:
                 log.info("job %s: prompt %s unknown to %s, submitting it", job.id, job.prompt_id, self.node)
+                services.job_resubmitting(job=job)
         return self._submit()
 
     def _submit(self) -> comfy.PromptResult:
         job = self.job
-        # Our own prompt_id, stored before the POST: a worker killed after it can still find the prompt.
-        prompt_id = job.prompt_id or str(uuid.uuid4())
-        client_id = job.client_id or uuid.uuid4().hex
-        services.job_submitting(job=job, prompt_id=prompt_id, client_id=client_id)
+        # The lease gave the job its prompt and client ids, stored before this POST.
+        prompt_id, client_id = job.prompt_id, job.client_id
         with self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT) as stream:
             self.stream = stream
             self._upload_inputs()
@@ -169,7 +173,9 @@ class JobRun:
             self._progress(int(event.value), int(event.max), event.node or job.current_node)
         elif isinstance(event, comfy.Preview):
             self.preview_seq += 1
-            progress.store_preview(job.id, event.image)
+            if (now := time.monotonic()) - self.preview_stored >= PREVIEW_STORE_SECONDS:
+                self.preview_stored = now
+                progress.store_preview(job.id, event.image)
             message = {
                 "type": "job.preview",
                 "job_id": str(job.id),

@@ -36,11 +36,8 @@ def fetch_outputs(
     ]
 
 
-def record_outputs(job: Job, records: list[JobOutput]) -> None:
-    """Save the job's output rows, replacing what a dead worker's run of the same job had stored."""
-    for old in JobOutput.objects.filter(job=job):
-        old.file.delete(save=False)
-        old.delete()
+def record_outputs(records: list[JobOutput]) -> None:
+    """Save the job's output rows: called once, in the transaction that marks the job succeeded."""
     JobOutput.objects.bulk_create(records)
 
 

@@ -99,8 +99,8 @@ def wait_finished(job_id: Any, *, timeout: float, is_finished: Callable[[], bool
             wait = min(remaining, 1.0)  # re-check now and then: a lost message costs at most a second
             if pubsub is None:
                 time.sleep(min(wait, 0.2))
-            else:
-                pubsub.get_message(timeout=wait)
+            elif pubsub.get_message(timeout=wait) is not None:
+                return True  # published after the final state was committed
         return True
     finally:
         if pubsub is not None:

@@ -55,7 +55,8 @@ def output_json(output: JobOutput, request=None) -> dict[str, Any]:
 
 def job_json(job: Job, request=None) -> dict[str, Any]:
     """The job as every API and webhook shows it."""
-    outputs = list(job.outputs.all())
+    # Only the transaction that marks a job succeeded records outputs: no query for any other job.
+    outputs = list(job.outputs.all()) if job.state == Job.State.SUCCEEDED else []
     return {
         "id": str(job.id),
         "state": job.state,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,9 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     """
     from generations.tasks import execute_job
 
+    # A read first: most calls (each job's end, each sweep) find the queue empty, and need no write lock.
+    if not Job.objects.queued().exists():
+        return []
     pairs = claim_jobs()
     for job, _node in pairs:
         execute_job.delay(str(job.id))
@@ -106,7 +110,7 @@ def job_wait(job: Job, *, timeout: float) -> Job:
         progress.wait_finished(
             job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
         )
-    return Job.objects.select_related("endpoint", "node").prefetch_related("outputs").get(id=job.id)
+    return Job.objects.select_related("endpoint", "node").get(id=job.id)
 
 
 def _idempotent_job(owner, key: str) -> Job | None:
@@ -124,15 +128,24 @@ def _unrunnable(prompt: dict[str, Any]) -> str:
     return f"No registered node has the models this job needs — missing {listed}."
 
 
-def job_lease(*, job_id: Any, worker: str) -> Job | None:
-    """Take the right to execute an assigned or running job; None if finished or leased elsewhere."""
+def job_lease(*, job_id: Any, worker: str) -> tuple[Job, bool] | None:
+    """Take the right to execute an assigned or running job: the job, and whether an earlier executor may
+    have posted its prompt; None if the job is finished or leased elsewhere.
+
+    A job not posted yet gets its prompt and client ids in the same write. Stored before the POST, they
+    let the executor that replaces a killed one find the prompt on the node.
+    """
     stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)
-    won = (
-        Job.objects.filter(id=job_id, state__in=IN_FLIGHT, node__isnull=False)
-        .filter(Q(worker="") | Q(worker=worker) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
-        .update(worker=worker, heartbeat_at=timezone.now())
+    leasable = Job.objects.filter(id=job_id, state__in=IN_FLIGHT, node__isnull=False).filter(
+        Q(worker="") | Q(worker=worker) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
     )
-    return Job.objects.select_related("node").get(id=job_id) if won else None
+    lease = {"worker": worker, "heartbeat_at": timezone.now()}
+    fresh = leasable.filter(prompt_id="").update(
+        **lease, prompt_id=str(uuid.uuid4()), client_id=uuid.uuid4().hex, attempts=F("attempts") + 1
+    )
+    if not fresh and not leasable.update(**lease):
+        return None
+    return Job.objects.select_related("node").get(id=job_id), not fresh
 
 
 def job_heartbeat(*, job: Job) -> bool:
@@ -142,10 +155,9 @@ def job_heartbeat(*, job: Job) -> bool:
     )
 
 
-def job_submitting(*, job: Job, prompt_id: str, client_id: str) -> None:
-    """Record the prompt id before posting it, so a worker that dies after the post can re-attach."""
-    Job.objects.filter(id=job.id).update(prompt_id=prompt_id, client_id=client_id, attempts=F("attempts") + 1)
-    job.prompt_id, job.client_id = prompt_id, client_id
+def job_resubmitting(*, job: Job) -> None:
+    """Count one more attempt: the node had lost the prompt, which is posted again under the same ids."""
+    Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.attempts += 1
 
 
@@ -167,9 +179,8 @@ def job_succeed(*, job: Job, outputs: list[JobOutput]) -> bool:
     # The executor's last step count, which a short job never wrote to the row.
     steps = job.progress_max or F("progress_max")
     with transaction.atomic():
-        if _finish(job, Job.State.SUCCEEDED, progress_value=steps, progress_max=steps):
-            record_outputs(job, outputs)
-            _learn(job)
+        if _finish(job, Job.State.SUCCEEDED, learn=True, progress_value=steps, progress_max=steps):
+            record_outputs(outputs)
             return True
     discard_outputs(outputs)
     return False
@@ -216,8 +227,12 @@ def job_requeue(*, job: Job, cause: str) -> bool:
     return True
 
 
-def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) -> bool:
-    """Move an unfinished job to a final state exactly once; releases its node slot."""
+def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = False, **fields: Any) -> bool:
+    """Move an unfinished job to a final state exactly once; releases its node slot.
+
+    With `learn`, the node's slot row also records what the job taught the scheduler: the checkpoint
+    it left loaded and its moving-average job time.
+    """
     with transaction.atomic():
         current = Job.objects.filter(id=job.id, state__in=states).values_list("state", "node_id").first()
         if current is None:
@@ -231,40 +246,37 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, **fields: Any) ->
         if not won:
             return False
         # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
-        transaction.on_commit(lambda: _finished(job.id), robust=True)
+        transaction.on_commit(lambda: _finished(job), robust=True)
         if current[0] in IN_FLIGHT and current[1]:
-            release_slot(node_id=current[1])
+            release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
             enqueue_dispatch()
-    job.refresh_from_db()
+        job.refresh_from_db()  # before the commit: _finished reports the row as it is now
     return True
 
 
-def _finished(job_id: Any) -> None:
+def _finished(job: Job) -> None:
     from generations.tasks import send_webhook
 
-    job = Job.objects.get(id=job_id)
     progress.notify_finished(job.id)
     job_announce(job=job)
     if job.webhook_url:
         send_webhook.delay(str(job.id))
 
 
-def _learn(job: Job) -> None:
-    """Remember the node's loaded checkpoint and its moving-average job time."""
-    if not job.node_id or not job.started_at or not job.finished_at:
-        return
+def _learned(job: Job, finished_at) -> dict[str, Any]:
+    """The node fields a finished job updates: its moving-average job time and loaded checkpoint."""
     from nodes.dispatch import primary_checkpoint
 
-    seconds = (job.finished_at - job.started_at).total_seconds()
-    checkpoint = primary_checkpoint(job.prompt)
-    # One UPDATE: a moving average of job times, and the checkpoint the node now has loaded.
-    Node.objects.filter(id=job.node_id).update(
-        avg_job_seconds=Case(
+    learned: dict[str, Any] = {}
+    if job.started_at:
+        seconds = (finished_at - job.started_at).total_seconds()
+        learned["avg_job_seconds"] = Case(
             When(avg_job_seconds__isnull=True, then=Value(seconds)),
             default=F("avg_job_seconds") * 0.8 + Value(0.2 * seconds),
-        ),
-        loaded_checkpoint=Value(checkpoint) if checkpoint else F("loaded_checkpoint"),
-    )
+        )
+    if checkpoint := primary_checkpoint(job.prompt):
+        learned["loaded_checkpoint"] = checkpoint
+    return learned
 
 
 def job_announce(*, job: Job) -> None:

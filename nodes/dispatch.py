@@ -151,14 +151,18 @@ class JobView:
             created_at=job.created_at,
             priority=job.priority,
             client=fairness_key(api_key_id=job.api_key_id, owner_id=job.owner_id),
-            models=graph_models(job.prompt),
+            models=_as_pairs(required),
             checkpoint=_primary(required),
         )
 
 
 def graph_models(graph: Mapping[str, Any]) -> Models:
     """The (folder, file) pairs a graph loads."""
-    return frozenset((folder, name) for folder, names in required_models(graph).items() for name in names)
+    return _as_pairs(required_models(graph))
+
+
+def _as_pairs(required: Mapping[str, set[str]]) -> Models:
+    return frozenset((folder, name) for folder, names in required.items() for name in names)
 
 
 def rank_nodes(nodes: Iterable[NodeView], *, job: JobView) -> list[NodeView]:
@@ -227,9 +231,9 @@ def claim_slot(*, node_id: int) -> bool:
     return Node.objects.dispatchable().filter(id=node_id).update(running=F("running") + 1) == 1
 
 
-def release_slot(*, node_id: int) -> bool:
-    """Give back one slot on the node, never going below zero."""
-    return Node.objects.filter(id=node_id, running__gt=0).update(running=F("running") - 1) == 1
+def release_slot(*, node_id: int, **learned: Any) -> bool:
+    """Give back one slot on the node, never going below zero; `learned` node fields are set alongside."""
+    return Node.objects.filter(id=node_id, running__gt=0).update(running=F("running") - 1, **learned) == 1
 
 
 def claim_jobs(*, limit: int | None = None) -> list[tuple[Job, Node]]:
@@ -248,14 +252,18 @@ def claim_jobs(*, limit: int | None = None) -> list[tuple[Job, Node]]:
 
 
 def _plan_queue(nodes: list[NodeView], *, slots: int) -> tuple[dict[Any, Job], list[tuple[Any, int]]]:
-    in_flight = _in_flight()
+    in_flight: dict[str, int] | None = None
     # Most calls fill a slot or two from the head of the queue, so read a few jobs per slot; the
     # wide window is read only when those can't use the free nodes (no head-of-line blocking).
     for size in (min(slots * JOBS_PER_SLOT, QUEUE_WINDOW), QUEUE_WINDOW):
-        ids = _queue_window(size)
-        jobs = {job.id: job for job in _lock_queued(ids)}
-        pairs = plan([JobView.from_job(job) for job in jobs.values()], nodes, in_flight=in_flight)
-        if len(pairs) >= slots or len(ids) < size:
+        window, read = _lock_queue_window(size)
+        jobs = {job.id: job for job in window}
+        views = [JobView.from_job(job) for job in jobs.values()]
+        # In-flight counts only change the order between clients: one client's window needs none.
+        if in_flight is None and len({view.client for view in views}) > 1:
+            in_flight = _in_flight()
+        pairs = plan(views, nodes, in_flight=in_flight)
+        if len(pairs) >= slots or read < size:
             break
     return jobs, pairs
 
@@ -268,13 +276,14 @@ def _claim(job: Job, node: Node) -> bool:
         state=Job.State.ASSIGNED, node=node, assigned_at=now
     )
     if not won:
-        release_slot(node_id=node.id)  # cancelled, or claimed by a worker that doesn't lock rows
+        release_slot(node_id=node.id)  # cancelled meanwhile
         return False
     job.state, job.node, job.assigned_at = Job.State.ASSIGNED, node, now
     return True
 
 
-def _queue_window(size: int = QUEUE_WINDOW) -> list[Any]:
+def _lock_queue_window(size: int) -> tuple[list[Job], int]:
+    """The next `size` queued jobs in fair order that this transaction could lock, and how many it read."""
     # Numbering each client's jobs puts every client's head in the window, however deep one
     # client's backlog is, without loading that backlog.
     turn = Window(
@@ -283,15 +292,14 @@ def _queue_window(size: int = QUEUE_WINDOW) -> list[Any]:
         order_by=[F("created_at").asc(), F("id").asc()],
     )
     window = Job.objects.queued().annotate(turn=turn).order_by("-priority", "turn", "created_at", "id")
-    return list(window.values_list("id", flat=True)[:size])
-
-
-def _lock_queued(ids: list[Any]) -> list[Job]:
+    # Ids first: the window sorts the whole queue, and whole rows (prompts of kilobytes) sort 6x slower.
+    # PostgreSQL also allows no FOR UPDATE beside a window function.
+    ids = list(window.values_list("id", flat=True)[:size])
     jobs = Job.objects.queued().filter(id__in=ids).order_by()
     if connection.features.has_select_for_update_skip_locked:
         # Rows another claimer holds are skipped, not waited for: it is assigning them now.
         jobs = jobs.select_for_update(skip_locked=True)
-    return list(jobs)
+    return list(jobs), len(ids)
 
 
 def _in_flight() -> dict[str, int]:

@@ -53,7 +53,7 @@ def test_a_prompt_id_stored_but_never_posted_is_posted_once_under_that_id(worker
     node = register(fake, "gpu", running=1)
     job = services.job_create(prompt=txt2img(), owner=user)
     prompt_id = str(uuid.uuid4())
-    # What a worker killed between job_submitting and POST /prompt leaves behind.
+    # What a worker killed between its lease (which stores the ids) and POST /prompt leaves behind.
     long_ago = timezone.now() - timedelta(minutes=5)
     Job.objects.filter(id=job.id).update(
         state=Job.State.ASSIGNED, node=node, assigned_at=long_ago, heartbeat_at=long_ago, worker="dead:1:x",
