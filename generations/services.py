@@ -64,6 +64,11 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     return pairs
 
 
+def node_ready_dispatch(sender: Any, node: Node, **kwargs: Any) -> None:
+    """nodes.signals.node_ready: fill the slots of a node that can take jobs again."""
+    dispatch_now()
+
+
 def job_create(
     *,
     prompt: dict[str, Any],

@@ -17,12 +17,14 @@ from django.utils import timezone
 from comfyrouter import realtime
 from nodes.health import NodeHealth, ProbeFailed, probe_node
 from nodes.models import Node
+from nodes.signals import node_ready
 
 logger = logging.getLogger(__name__)
 
 Status = Node.Status
 CONNECTION_FIELDS = frozenset({"base_url", "auth_token", "extra_headers"})
 EDITABLE_FIELDS = CONNECTION_FIELDS | {"name", "capacity", "enabled"}
+TAKES_JOBS = frozenset({Status.IDLE, Status.BUSY})
 MAX_PARALLEL_CHECKS = 32
 
 
@@ -84,6 +86,8 @@ def node_update(*, node: Node, **fields: Any) -> Node:
     # Only the edited columns: `running` and `status` belong to the dispatcher and the health checks.
     if changed:
         candidate.save(update_fields=list(changed))
+        if changed.get("enabled") or changed.get("capacity", 0) > node.capacity:
+            _announce_ready(candidate)
     if health is not None:
         candidate.health = {}  # another address: the old inventory is not this server's
         return node_record_health(node=candidate, health=health)
@@ -196,7 +200,13 @@ def _change_status(node: Node, status: str, *, only_from: Collection[str] | None
     logger.info("node %s: %s -> %s", node.name, old, status)
     event = {"type": "node.status", "node_id": node.id, "name": node.name, "status": status, "old": old}
     transaction.on_commit(lambda: realtime.publish(realtime.NODES_GROUP, event))
+    if status in TAKES_JOBS and old not in TAKES_JOBS:
+        _announce_ready(node)
     return True
+
+
+def _announce_ready(node: Node) -> None:
+    transaction.on_commit(lambda: node_ready.send(sender=Node, node=node), robust=True)
 
 
 def _probe(node: Node, *, full: bool = False) -> NodeHealth | ProbeFailed:

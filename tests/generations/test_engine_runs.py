@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from PIL import Image
 
 from generations import services
 from generations.models import Job
+from nodes.models import Node
+from nodes.services import node_resume
 from tests.generations.conftest import register, wait_finished
 from tests.generations.graphs import txt2img
 
@@ -43,3 +46,15 @@ def test_a_job_stores_its_image_with_size_and_hash(worker, fakes, user):
         assert image.size == (96, 96)
     assert len(output.sha256) == 64 and output.size > 0
     assert job.attempts == 1 and job.progress_value == job.progress_max == 4
+
+
+def test_a_resumed_node_takes_the_waiting_jobs_at_once(worker, fakes, user):
+    node = register(fakes(), "gpu", status=Node.Status.DRAINING, last_seen_at=timezone.now())
+    jobs = [services.job_create(prompt=txt2img(), owner=user) for _ in range(3)]
+    assert set(Job.objects.values_list("state", flat=True)) == {Job.State.QUEUED}
+
+    node_resume(node=node)
+
+    # No beat runs here: without the resume dispatching, the jobs would wait for a sweep that never comes.
+    finished = wait_finished(jobs, timeout=15)
+    assert {job.state for job in finished} == {Job.State.SUCCEEDED}
