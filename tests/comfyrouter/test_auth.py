@@ -3,9 +3,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from comfyrouter.auth import BasicAuthentication, VerifiedPasswords
 from comfyrouter.models import ApiKey
 from comfyrouter.services import api_key_revoke
 from tests.conftest import PASSWORD, basic_auth
@@ -178,3 +180,46 @@ def test_session_writes_still_need_the_csrf_token(operator):
 
     assert response.status_code == 403
     assert "CSRF" in response.json()["detail"]
+
+
+@pytest.fixture
+def hashings(monkeypatch) -> list[str]:
+    """Passwords the (tests') hasher checked, with an empty cache of verified passwords."""
+    checked: list[str] = []
+    verify = MD5PasswordHasher.verify
+    monkeypatch.setattr(
+        MD5PasswordHasher, "verify", lambda self, raw, encoded: checked.append(raw) or verify(self, raw, encoded)
+    )
+    monkeypatch.setattr(BasicAuthentication, "verified", VerifiedPasswords())
+    return checked
+
+
+def test_a_verified_basic_password_is_not_hashed_again(user, hashings):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_auth(user.username, PASSWORD))
+
+    assert [client.get("/api/me").status_code for _ in range(3)] == [200, 200, 200]
+    assert hashings == [PASSWORD]
+
+
+def test_a_changed_password_or_a_deactivated_user_is_refused_at_once(user, hashings):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_auth(user.username, PASSWORD))
+    assert client.get("/api/me").status_code == 200
+
+    user.set_password("another-long-password")
+    user.save()
+    assert client.get("/api/me").status_code == 401
+
+    user.set_password(PASSWORD)
+    user.is_active = False
+    user.save()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_a_wrong_password_is_hashed_every_time(user, hashings):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=basic_auth(user.username, "wrong"))
+
+    assert [client.get("/api/me").status_code for _ in range(2)] == [401, 401]
+    assert hashings == ["wrong", "wrong"]
