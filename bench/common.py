@@ -317,7 +317,7 @@ class Router:
         spies = []
         for role in roles:
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.roles[role]),
-                    "--subprocesses", "--idle" if wall else "--gil", "--rate", "200", "--format", "raw",
+                    "--subprocesses", "--idle" if wall else "--gil", "--rate", "500", "--format", "raw",
                     "-o", f"{out_dir}/{role}.txt"]  # fmt: skip
             spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # py-spy attaches

@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--job-ms", type=float, default=200.0, help="phase 2 job length (steps x step time)")
     parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
     parser.add_argument("--phases", default="1,2", help="which phases to run")
-    parser.add_argument("--profile", default="", help="py-spy the web and worker into this dir (phase 1)")
+    parser.add_argument("--profile", default="", help="py-spy the web and worker into DIR/phase<n>/")
     parser.add_argument("--profile-wall", action="store_true", help="profile waiting threads too")
     return parser.parse_args()
 
@@ -206,10 +206,11 @@ def main() -> None:
         wait_finished([], timeout=1)
         time.sleep(2)
         if "1" in args.phases:
-            with router.profiled(args.profile, wall=args.profile_wall):
+            with router.profiled(args.profile and f"{args.profile}/phase1", wall=args.profile_wall):
                 phase_zero_time(args, router, fleet, inputs)
         if "2" in args.phases:
-            phase_saturated(args, router, fleet, inputs)
+            with router.profiled(args.profile and f"{args.profile}/phase2", wall=args.profile_wall):
+                phase_saturated(args, router, fleet, inputs)
     print(f"\nat the end: {machine()}")
 
 
