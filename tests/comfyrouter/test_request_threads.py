@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
 from comfyrouter import handlers
 from comfyrouter.handlers import PooledASGIHandler
+from tests.asgi import asgi_request
 from tests.comfyrouter import request_thread_urls
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.comfyrouter.request_thread_urls")]
@@ -16,23 +16,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.c
 
 async def get(handler: PooledASGIHandler, path: str) -> dict:
     """GET `path` through the handler; the JSON answer."""
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "headers": [(b"host", b"localhost")], "http_version": "1.1", "scheme": "http",
-             "server": ("localhost", 80), "client": ("127.0.0.1", 5)}  # fmt: skip
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
-    sent: list[dict] = []
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()  # like a server: the client stays connected
-
-    async def send(message):
-        sent.append(message)
-
-    await handler(scope, receive, send)
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return json.loads(body)
+    status, body = await asgi_request(handler, path)
+    assert status == 200
+    return body
 
 
 async def test_requests_one_after_another_share_a_thread_and_its_database_connection():

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
 
 from comfyrouter.asgi import application
+from tests.asgi import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def post_chunks(chunks: list[bytes], path: str = "/api/me") -> tuple[int, dict]:
-    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
-             "http_version": "1.1", "scheme": "http", "server": ("localhost", 80),
-             "client": ("127.0.0.1", 5)}  # fmt: skip
-    messages = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)
-    ]
-    sent: list[dict] = []
-
-    async def receive():
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()  # like a server: the client stays connected
-
-    async def send(message):
-        sent.append(message)
-
-    await application(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], json.loads(body or b"{}")
+    return await asgi_request(application, path, method="POST", chunks=chunks, content_type="application/json")
 
 
 async def test_a_chunked_body_over_the_limit_gets_413(settings):
