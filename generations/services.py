@@ -255,7 +255,8 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
             enqueue_dispatch()
-        job.refresh_from_db()  # before the commit: _finished reports the row as it is now
+        # Only what changed (not the prompt and inputs), read inside the transaction: _finished reports the row.
+        job.refresh_from_db(fields=["state", "finished_at", "worker", *webhook, *fields])
     return True
 
 
