@@ -38,5 +38,14 @@ class PooledASGIHandler(ASGIHandler):
             if len(self.idle) < MAX_IDLE_THREADS:
                 self.idle.append(thread)
             else:
-                thread.submit(connections.close_all)
-                thread.shutdown(wait=False)
+                retire(thread, wait=False)
+
+    def retire_idle(self) -> None:
+        """End the idle threads now, closing their database connections (a clean shutdown; tests)."""
+        while self.idle:
+            retire(self.idle.pop(), wait=True)
+
+
+def retire(thread: ThreadPoolExecutor, *, wait: bool) -> None:
+    thread.submit(connections.close_all)  # connections are per thread: only it can close its own
+    thread.shutdown(wait=wait)

@@ -14,6 +14,13 @@ from tests.comfyrouter import request_thread_urls
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.comfyrouter.request_thread_urls")]
 
 
+@pytest.fixture
+def handler():
+    handler = PooledASGIHandler()
+    yield handler
+    handler.retire_idle()  # their connections would keep the test database from being dropped
+
+
 async def get(handler: PooledASGIHandler, path: str) -> dict:
     """GET `path` through the handler; the JSON answer."""
     status, body = await asgi_request(handler, path)
@@ -21,8 +28,7 @@ async def get(handler: PooledASGIHandler, path: str) -> dict:
     return body
 
 
-async def test_requests_one_after_another_share_a_thread_and_its_database_connection():
-    handler = PooledASGIHandler()
+async def test_requests_one_after_another_share_a_thread_and_its_database_connection(handler):
 
     first = await get(handler, "/where")
     second = await get(handler, "/where")
@@ -31,8 +37,7 @@ async def test_requests_one_after_another_share_a_thread_and_its_database_connec
     assert first["db"] == second["db"]  # CONN_MAX_AGE keeps it: no connect per request
 
 
-async def test_concurrent_requests_get_threads_of_their_own():
-    handler = PooledASGIHandler()
+async def test_concurrent_requests_get_threads_of_their_own(handler):
     request_thread_urls.release.clear()
     stuck = asyncio.create_task(get(handler, "/stuck"))
     await asyncio.sleep(0.2)
@@ -45,9 +50,8 @@ async def test_concurrent_requests_get_threads_of_their_own():
     assert len(handler.idle) == 2
 
 
-async def test_threads_beyond_the_idle_limit_end_after_the_burst(monkeypatch):
+async def test_threads_beyond_the_idle_limit_end_after_the_burst(handler, monkeypatch):
     monkeypatch.setattr(handlers, "MAX_IDLE_THREADS", 1)
-    handler = PooledASGIHandler()
     request_thread_urls.release.clear()
     stuck = asyncio.create_task(get(handler, "/stuck"))
     await asyncio.sleep(0.2)
