@@ -52,6 +52,26 @@ def flush_survives_stragglers():
         yield
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, and before it is dropped, the sessions still open on it closed.
+
+    A thread that ends without closing its connection (asyncio.to_thread, an event loop's executor)
+    leaves it open: connections live on for CONN_MAX_AGE. PostgreSQL refuses to drop a database that
+    has sessions, and the test database would outlive the run.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
