@@ -11,10 +11,12 @@ one ends. SQLite's own lock and busy handler remain for any other program writin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
@@ -46,6 +48,14 @@ class WriteLock:
         except BaseException:
             self.threads.release()
             raise
+
+    @contextlib.contextmanager
+    def held(self, timeout: float) -> Iterator[None]:
+        self.acquire(timeout)
+        try:
+            yield
+        finally:
+            self.release()
 
     def release(self) -> None:
         try:
@@ -96,33 +106,21 @@ class Cursor(base.SQLiteCursorWrapper):
     def execute(self, query, params=None):
         if self.connection.in_transaction or not is_write(query):
             return super().execute(query, params)
-        with self.connection.writing():
+        with self.connection.lock.held(self.connection.lock_timeout):
             return super().execute(query, params)
 
     def executemany(self, query, param_list):
         if self.connection.in_transaction or not is_write(query):
             return super().executemany(query, param_list)
-        with self.connection.writing():
+        with self.connection.lock.held(self.connection.lock_timeout):
             return super().executemany(query, param_list)
 
 
 class Connection(base.Database.Connection):
+    """sqlite3's connection, carrying its database's write lock."""
+
     lock: WriteLock
     lock_timeout: float
-
-    def writing(self) -> _Held:
-        return _Held(self.lock, self.lock_timeout)
-
-
-class _Held:
-    def __init__(self, lock: WriteLock, timeout: float) -> None:
-        self.lock, self.timeout = lock, timeout
-
-    def __enter__(self) -> None:
-        self.lock.acquire(self.timeout)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.lock.release()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
