@@ -153,11 +153,8 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     sent = asyncio.run(submit_all(router, args.endpoint, inputs, args.jobs, args.clients))
     cpu0, fake0 = router.cpu(), fleet.cpu_seconds()
     t0 = time.time()
-    set_drained(router, False)
-    # Resuming does not dispatch by itself (beat's sweep would, within COMFYROUTER_SWEEP_INTERVAL): one more
-    # job does it at once.
-    extra = asyncio.run(submit_all(router, args.endpoint, inputs, 1, 1))
-    result = wait_finished(sent.ids + extra.ids, timeout=900)
+    set_drained(router, False)  # each resumed node is dispatched to at once
+    result = wait_finished(sent.ids, timeout=900)
     cpu1, fake1 = router.cpu(), fleet.cpu_seconds()
     spans = [[span for span in busy_intervals(url) if span[0] >= t0 - 0.001] for url in fleet.urls]
     ran = sum(len(node) for node in spans)
@@ -166,7 +163,7 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     starts = [min(s for s, _ in node) for node in spans if node]
     wall = end - t0
     mean_busy = sum(e - s for node in spans for s, e in node) / max(ran, 1) * 1000
-    print(f"\nphase 2: {args.jobs + 1} jobs of {args.job_ms:.0f} ms ({args.steps} steps x "
+    print(f"\nphase 2: {args.jobs} jobs of {args.job_ms:.0f} ms ({args.steps} steps x "
           f"{step_time * 1000:.1f} ms) on a saturated queue, {args.nodes} nodes x {args.capacity} "
           "slots")  # fmt: skip
     rows = [
@@ -175,9 +172,9 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
                                                                                         steady_end) * 100],
     ]  # fmt: skip
     print(table(["window", "seconds", "utilisation %"], rows))
-    ideal = (args.jobs + 1) * mean_busy / 1000 / args.nodes
+    ideal = args.jobs * mean_busy / 1000 / args.nodes
     print(f"states: {result['states']}; prompts run: {ran}; mean busy {mean_busy:.1f} ms/prompt; "
-          f"jobs/s {ran / wall:.1f} (ideal {(args.jobs + 1) / ideal:.1f}); first start {min(starts) - t0:.3f} s "
+          f"jobs/s {ran / wall:.1f} (ideal {args.jobs / ideal:.1f}); first start {min(starts) - t0:.3f} s "
           f"after resume, last node's first start {max(starts) - t0:.3f} s")  # fmt: skip
     print(f"fake CPU {(fake1 - fake0) / wall * 100:.0f}% of one core")
     print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
