@@ -104,16 +104,17 @@ class Cursor(base.SQLiteCursorWrapper):
     """A lone write outside a transaction takes the write lock too, for as long as it runs."""
 
     def execute(self, query, params=None):
-        if self.connection.in_transaction or not is_write(query):
-            return super().execute(query, params)
-        with self.connection.lock.held(self.connection.lock_timeout):
+        with self._lock_for(query):
             return super().execute(query, params)
 
     def executemany(self, query, param_list):
+        with self._lock_for(query):
+            return super().executemany(query, param_list)
+
+    def _lock_for(self, query: str) -> contextlib.AbstractContextManager:
         if self.connection.in_transaction or not is_write(query):
-            return super().executemany(query, param_list)
-        with self.connection.lock.held(self.connection.lock_timeout):
-            return super().executemany(query, param_list)
+            return contextlib.nullcontext()  # a read, or a transaction that holds the lock already
+        return self.connection.lock.held(self.connection.lock_timeout)
 
 
 class Connection(base.Database.Connection):
