@@ -106,7 +106,8 @@ class BasicAuthentication(authentication.BasicAuthentication):
     verified = VerifiedPasswords()
 
     def authenticate_credentials(self, userid, password, request=None):
-        user = get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: userid}).first()
+        users = get_user_model()
+        user = users._default_manager.filter(**{users.USERNAME_FIELD: userid}).first()
         if user is not None and user.is_active and self.verified.holds(user, password):
             return user, None
         user, _ = super().authenticate_credentials(userid, password, request)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from generations import progress
 from generations.models import CachedFile, Job, JobOutput
 from generations.outputs import discard_outputs, record_outputs
-from nodes.dispatch import NodeView, claim_jobs, missing_models, release_slot
+from nodes.dispatch import NodeView, claim_jobs, missing_models, primary_checkpoint, release_slot
 from nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,6 @@ def _finished(job: Job) -> None:
 
 def _learned(job: Job, finished_at) -> dict[str, Any]:
     """The node fields a finished job updates: its moving-average job time and loaded checkpoint."""
-    from nodes.dispatch import primary_checkpoint
-
     learned: dict[str, Any] = {}
     if job.started_at:
         seconds = (finished_at - job.started_at).total_seconds()
