@@ -22,6 +22,7 @@ from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+ADVICE = " (SQLite has one writer at a time: for this load, set DATABASE_URL to a PostgreSQL database)"
 # Waiting for another process's writer: tries this often at most (its transactions take about a ms).
 FILE_LOCK_POLL_SECONDS = 0.002
 
@@ -42,7 +43,9 @@ class WriteLock:
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         if not self.threads.acquire(timeout=timeout):
-            raise OperationalError(f"database is locked: a writer of this process held it for over {timeout:g} s")
+            raise OperationalError(
+                f"database is locked: a writer of this process held it for over {timeout:g} s{ADVICE}"
+            )
         try:
             self._lock_file(deadline, timeout)
         except BaseException:
@@ -75,7 +78,7 @@ class WriteLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise OperationalError(
-                        f"database is locked: another process wrote to it for over {timeout:g} s"
+                        f"database is locked: another process wrote to it for over {timeout:g} s{ADVICE}"
                     ) from None
                 time.sleep(wait)
                 wait = min(wait * 2, FILE_LOCK_POLL_SECONDS)
