@@ -155,8 +155,10 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Above the longest job, so an unacked (acks_late) task is not redelivered while it runs.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+# No ack emulation: a message is one BRPOP, not four more round trips of unacked-set bookkeeping whose
+# only use is redelivery hours later (the visibility timeout). A message lost with a killed worker or a
+# Redis restart is covered by the sweep's reaper, which hands a job that never started to a new executor.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"ack_emulation": False}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
 
@@ -229,6 +231,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Not a line per job, or per request to a node: job states are in the job table and the admin.
+    # Failures are still logged (WARNING and up).
+    "loggers": {name: {"level": "WARNING"} for name in ("celery.worker.strategy", "celery.app.trace", "httpx")},
 }
 
 # ComfyRouter's own knobs.
