@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -38,11 +38,29 @@ class QueueFull(JobError):
         self.retry_after = retry_after
 
 
-def enqueue_dispatch() -> None:
-    """Fill free node slots once the current transaction commits."""
-    # robust: with the database or Redis failing, the job is still accepted (beat's sweep dispatches
-    # it later), and the hooks queued after this one still run.
-    transaction.on_commit(dispatch_now, robust=True)
+def enqueue_dispatch(*, queued: bool = False) -> list[tuple[Job, Node]]:
+    """Fill free node slots: claimed inside the caller's transaction, handed to workers once it commits.
+
+    Claiming in the transaction that freed a slot or queued a job saves a write transaction (SQLite's one
+    writer lock) per job over claiming after the commit. Outside a transaction this is dispatch_now().
+    Returns the (job, node) pairs claimed. `queued`: the caller knows a job is queued (it just queued one).
+    """
+    if not transaction.get_connection().in_atomic_block:
+        # robust: with the database or Redis failing, the caller's write stands; the sweep dispatches later.
+        transaction.on_commit(dispatch_now, robust=True)  # runs at once in autocommit
+        return []
+    if not queued and not Job.objects.queued().exists():
+        return []
+    try:
+        with transaction.atomic():  # a savepoint: a failed claim leaves the caller's writes alone
+            pairs = claim_jobs()
+    except DatabaseError:
+        # The job is still accepted, or still finished: beat's sweep dispatches what is queued.
+        log.warning("claiming queued jobs failed; the sweep will dispatch them", exc_info=True)
+        return []
+    if pairs:
+        transaction.on_commit(lambda: _hand_over(pairs), robust=True)
+    return pairs
 
 
 def dispatch_now() -> list[tuple[Job, Node]]:
@@ -52,16 +70,21 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     all call this at once; a job is never claimed twice. Running it in the caller saves a Celery hop
     per job over a dispatch task.
     """
-    from generations.tasks import execute_job
-
-    # A read first: most calls (each job's end, each sweep) find the queue empty, and need no write lock.
+    # A read first: most calls (each sweep) find the queue empty, and need no write lock.
     if not Job.objects.queued().exists():
         return []
     pairs = claim_jobs()
+    _hand_over(pairs)
+    return pairs
+
+
+def _hand_over(pairs: list[tuple[Job, Node]]) -> None:
+    """Send each claimed job to a worker to execute, and tell viewers it is assigned."""
+    from generations.tasks import execute_job
+
     for job, _node in pairs:
         execute_job.delay(str(job.id))
         job_announce(job=job)
-    return pairs
 
 
 def node_ready_dispatch(sender: Any, node: Node, **kwargs: Any) -> None:
@@ -88,6 +111,7 @@ def job_create(
     pending = Job.objects.queued().count()
     if pending >= settings.COMFYROUTER_PENDING_LIMIT:
         raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
+    unrunnable = _unrunnable(prompt)  # reads, before the write lock is taken
     try:
         with transaction.atomic():
             job = Job.objects.create(
@@ -96,11 +120,14 @@ def job_create(
             )  # fmt: skip
             if files:
                 job.input_files.set(files)
-            if message := _unrunnable(prompt):
-                _finish(job, Job.State.FAILED, error=message)
+            if unrunnable:
+                _finish(job, Job.State.FAILED, error=unrunnable)
             else:
-                enqueue_dispatch()
-                transaction.on_commit(lambda: job_announce(job=job), robust=True)
+                claimed = {mine.id: mine for mine, _node in enqueue_dispatch(queued=True)}
+                if mine := claimed.get(job.id):  # announced as assigned when handed over
+                    job.state, job.node, job.assigned_at = mine.state, mine.node, mine.assigned_at
+                else:
+                    transaction.on_commit(lambda: job_announce(job=job), robust=True)
     except IntegrityError:
         # Two requests with one idempotency key raced; the other one created the job.
         if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
@@ -110,11 +137,12 @@ def job_create(
 
 
 def job_wait(job: Job, *, timeout: float) -> Job:
-    """The job once it ends or `timeout` s pass, read afresh with what its JSON shows."""
-    if timeout and not job.is_finished:
-        progress.wait_finished(
-            job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
-        )
+    """The job once it ends or `timeout` s pass, read afresh with what its JSON shows; at once, as it is."""
+    if not timeout or job.is_finished:
+        return job
+    progress.wait_finished(
+        job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
+    )
     return Job.objects.select_related("endpoint", "node").get(id=job.id)
 
 
@@ -238,7 +266,7 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
     With `learn`, the node's slot row also records what the job taught the scheduler: the checkpoint
     it left loaded and its moving-average job time.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside job_succeed's transaction: no savepoint to pay for
         current = Job.objects.filter(id=job.id, state__in=states).values_list("state", "node_id").first()
         if current is None:
             return False
@@ -254,9 +282,14 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         transaction.on_commit(lambda: _finished(job), robust=True)
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
-            enqueue_dispatch()
-        # Only what changed (not the prompt and inputs), read inside the transaction: _finished reports the row.
-        job.refresh_from_db(fields=["state", "finished_at", "worker", *webhook, *fields])
+            enqueue_dispatch()  # the freed slot is refilled in this transaction
+        written = {"state": state, "finished_at": now, "worker": "", **webhook, **fields}
+        for name, value in written.items():
+            if not hasattr(value, "resolve_expression"):
+                setattr(job, name, value)
+        # Values the database computed (F expressions) are read back: _finished reports the row.
+        if computed := [name for name, value in written.items() if hasattr(value, "resolve_expression")]:
+            job.refresh_from_db(fields=computed)
     return True
 
 

@@ -66,7 +66,8 @@ def test_a_job_submitted_while_redis_is_down_is_accepted_and_runs_once_it_is_bac
 
     job = services.job_create(prompt=txt2img(), owner=user)
 
-    assert job.state == Job.State.QUEUED
+    # Accepted, and claimed for the free node; its execute message could not be sent: the reaper resends it.
+    assert job.state == Job.State.ASSIGNED
     own_redis.start()
     [job] = sweep_until_finished([job], timeout=20)
     assert job.state == Job.State.SUCCEEDED, job.error
