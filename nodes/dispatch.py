@@ -237,8 +237,8 @@ def release_slot(*, node_id: int, **learned: Any) -> bool:
 
 
 def claim_jobs(*, limit: int | None = None) -> list[tuple[Job, Node]]:
-    """Assign queued jobs to free node slots in one transaction; returns the pairs this call won."""
-    with transaction.atomic():
+    """Assign queued jobs to free node slots in one transaction (or the caller's); returns the pairs won."""
+    with transaction.atomic(savepoint=False):
         nodes = {node.id: node for node in Node.objects.dispatchable()}
         views = [NodeView.from_node(node) for node in nodes.values()]
         slots = sum(view.free_slots for view in views if view.accepts_jobs)
@@ -284,14 +284,20 @@ def _claim(job: Job, node: Node) -> bool:
 
 def _lock_queue_window(size: int) -> tuple[list[Job], int]:
     """The next `size` queued jobs in fair order that this transaction could lock, and how many it read."""
-    # Numbering each client's jobs puts every client's head in the window, however deep one
-    # client's backlog is, without loading that backlog.
-    turn = Window(
-        RowNumber(),
-        partition_by=[F("priority"), F("api_key_id"), F("owner_id")],
-        order_by=[F("created_at").asc(), F("id").asc()],
-    )
-    window = Job.objects.queued().annotate(turn=turn).order_by("-priority", "turn", "created_at", "id")
+    queued = Job.objects.queued()
+    if len(queued.order_by().values_list("api_key_id", "owner_id").distinct()[:2]) > 1:
+        # Numbering each client's jobs puts every client's head in the window, however deep one
+        # client's backlog is, without loading that backlog.
+        turn = Window(
+            RowNumber(),
+            partition_by=[F("priority"), F("api_key_id"), F("owner_id")],
+            order_by=[F("created_at").asc(), F("id").asc()],
+        )
+        window = queued.annotate(turn=turn).order_by("-priority", "turn", "created_at", "id")
+    else:
+        # One client: its turns follow its created_at, so the index order is the fair order, and the
+        # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is skipped.
+        window = queued.order_by("-priority", "created_at", "id")
     # Ids first: the window sorts the whole queue, and whole rows (prompts of kilobytes) sort 6x slower.
     # PostgreSQL also allows no FOR UPDATE beside a window function.
     ids = list(window.values_list("id", flat=True)[:size])
