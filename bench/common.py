@@ -119,6 +119,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
+def role_of(name: str) -> str:
+    """The role of a runrouter process: "worker-2" is a worker."""
+    base, _, number = name.rpartition("-")
+    return base if base and number.isdigit() else name
+
+
 def tree_cpu(root: int) -> dict[int, float]:
     """CPU seconds of every process of a tree, by pid (exited processes are not included)."""
     return {pid: cpu_seconds(pid) for pid in descendants(root)}
@@ -293,20 +299,23 @@ class Router:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:]) if self.log_path else ""
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far by role: web, worker (with its pool children), beat, redis, supervisor."""
+        """CPU seconds so far by role: web, worker (every worker process, with pool children), beat, redis,
+        supervisor."""
         assert self.process is not None
         out = {"supervisor": cpu_seconds(self.process.pid)}
-        for role, pid in self.roles.items():
-            out[role] = sum(tree_cpu(pid).values())
+        for name, pid in self.roles.items():
+            role = role_of(name)
+            out[role] = out.get(role, 0.0) + sum(tree_cpu(pid).values())
         return out
 
     @contextlib.contextmanager
     def profiled(
         self, out_dir: str | None, roles: Sequence[str] = ("web", "worker"), *, wall: bool = False
     ) -> Iterator[None]:
-        """With `out_dir`, sample `roles` (pool children included) with py-spy into <role>.txt (collapsed
-        stacks): only threads holding the GIL (a fair picture of Python CPU), or with `wall` every thread,
-        waiting ones included (where the time goes).
+        """With `out_dir`, sample each process of `roles` (pool children included) with py-spy into
+        <process>.txt (web.txt, worker.txt, worker-2.txt ...; collapsed stacks): only threads holding the GIL
+        (a fair picture of Python CPU), or with `wall` every thread, waiting ones included (where the time
+        goes).
 
         py-spy is not a project dependency: `.venv/bin/pip install py-spy` first.
         """
@@ -315,10 +324,12 @@ class Router:
             return
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         spies = []
-        for role in roles:
-            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.roles[role]),
+        for name, pid in self.roles.items():
+            if role_of(name) not in roles:
+                continue
+            argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
                     "--subprocesses", "--idle" if wall else "--gil", "--rate", "500", "--format", "raw",
-                    "-o", f"{out_dir}/{role}.txt"]  # fmt: skip
+                    "-o", f"{out_dir}/{name}.txt"]  # fmt: skip
             spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # py-spy attaches
         try:
