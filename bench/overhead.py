@@ -5,7 +5,7 @@ router's CPU per job from /proc.
     .venv/bin/python -m bench.overhead [--jobs 200] [--warmup 20] [--endpoint sd15-txt2img]
 
 A = POST /api/endpoints/<slug>/run {"inputs": ..., "wait": true} + GET outputs[0].url (persistent httpx client).
-B = ComfyClient.run_prompt(graph) (socket + POST /prompt + follow until `executing` null + /history) + /view,
+B = ComfyClient.run_prompt(graph) (socket + POST /prompt + follow until `executing` null) + /view,
     with one persistent ComfyClient. The fake runs in its own process with zero-time execution.
 """
 
@@ -132,7 +132,7 @@ PHASES = [
     ("submit->created", "web: auth, validate, render, INSERT"),
     ("created->assigned", "on_commit: the web claims a slot, sends execute_job"),
     ("assigned->started", "execute_job task -> lease, WS, POST /prompt, 1st event"),
-    ("started->finished", "follow events, /history, /view, store file, finish"),
+    ("started->finished", "follow events, /view, store file, finish"),
     ("finished->answered", "Redis notify -> web wakes, reload, JSON, response"),
     ("answered->image", "GET outputs/0"),
 ]

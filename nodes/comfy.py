@@ -356,10 +356,22 @@ class ComfyClient:
         on_event: Callable[[ComfyEvent], None] | None = None,
         timeout: float | None = None,
     ) -> PromptResult:
-        """Follow a prompt to its end, then return its outputs from /history."""
+        """Follow a prompt to its end, then return its outputs: from the socket's `executed` events when it
+        showed the whole run (cached output nodes replay theirs, ws/b_cached), else from /history."""
+        started = succeeded = False
+        outputs: list[OutputFile] = []
         for event in self.follow(stream, prompt_id, timeout=timeout):
+            if isinstance(event, ExecutionStart):
+                started = True
+            elif isinstance(event, Executed):
+                outputs.extend(event.files)
+            elif isinstance(event, ExecutionSuccess):
+                succeeded = True
             if on_event is not None:
                 on_event(event)
+        if started and succeeded:
+            return PromptResult(prompt_id, tuple(outputs))
+        # A socket opened mid-run misses the earlier `executed` outputs (ws/h_reconnect.new_socket.jsonl).
         return self._result(prompt_id)
 
     def run_prompt(

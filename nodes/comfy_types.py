@@ -94,7 +94,8 @@ class Location:
 class PromptResult:
     prompt_id: str
     outputs: tuple[OutputFile, ...]
-    history: History = field(repr=False)
+    # The /history entry, when the outputs were read from it (not when the socket showed the whole run).
+    history: History | None = field(default=None, repr=False)
 
 
 def parse_system_stats(data: dict[str, Any]) -> SystemStats:

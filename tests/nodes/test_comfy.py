@@ -89,6 +89,16 @@ def test_identical_rerun_is_cached_and_still_lists_outputs(client):
     assert second.outputs == first.outputs
 
 
+def test_outputs_of_a_run_followed_from_its_start_come_from_the_socket_not_history(client, fake):
+    first, _ = run(client, graphs.INVERT_SAVE)
+    cached, _ = run(client, graphs.INVERT_SAVE)  # every node cached: the output nodes replay `executed`
+
+    assert fake.stats["requests_per_path"].get(f"/history/{first.prompt_id}", 0) == 0
+    assert first.history is None and cached.history is None
+    assert cached.outputs == first.outputs
+    assert first.outputs == client.history(first.prompt_id).outputs
+
+
 def test_new_seed_reruns_only_the_sampler_branch(client):
     run(client, graphs.TXT2IMG)
     _, events = run(client, graphs.txt2img(seed=1))

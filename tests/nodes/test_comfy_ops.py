@@ -134,7 +134,7 @@ def test_own_prompt_id_and_extra_data_are_kept(client):
         graphs.TXT2IMG, prompt_id="job-1234", extra_data={"extra_pnginfo": {"job": 1}}, idle_timeout=5.0
     )
     assert result.prompt_id == "job-1234"
-    assert result.history.number == 0
+    assert client.history("job-1234").number == 0
 
 
 def test_events_iterator_yields_the_initial_status(client):
