@@ -17,6 +17,10 @@ class JobQuerySet(models.QuerySet):
     def finished(self) -> JobQuerySet:
         return self.filter(state__in=Job.FINISHED_STATES)
 
+    def for_json(self) -> JobQuerySet:
+        """With what the job JSON shows, without the big columns it does not: the prompt, the node's health."""
+        return self.select_related("endpoint", "node").defer("prompt", "node__health")
+
 
 class Job(models.Model):
     """One prompt run. The Job table is the queue and the truth; its UUID is its identity."""

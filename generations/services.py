@@ -143,7 +143,7 @@ def job_wait(job: Job, *, timeout: float) -> Job:
     progress.wait_finished(
         job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
     )
-    return Job.objects.select_related("endpoint", "node").get(id=job.id)
+    return Job.objects.for_json().get(id=job.id)
 
 
 def _idempotent_job(owner, key: str) -> Job | None:

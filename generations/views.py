@@ -28,7 +28,7 @@ def visible_to(request: Request, path: str = "") -> Q:
 
 
 def visible_jobs(request: Request):
-    return Job.objects.select_related("endpoint", "node").prefetch_related("outputs").filter(visible_to(request))
+    return Job.objects.for_json().prefetch_related("outputs").filter(visible_to(request))
 
 
 class JobFilter(serializers.Serializer):
