@@ -38,12 +38,13 @@ class QueueFull(JobError):
         self.retry_after = retry_after
 
 
-def enqueue_dispatch(*, queued: bool = False) -> list[tuple[Job, Node]]:
+def enqueue_dispatch(*, queued: bool = False, node_id: int | None = None) -> list[tuple[Job, Node]]:
     """Fill free node slots: claimed inside the caller's transaction, handed to workers once it commits.
 
     Claiming in the transaction that freed a slot or queued a job saves a write transaction (SQLite's one
     writer lock) per job over claiming after the commit. Outside a transaction this is dispatch_now().
     Returns the (job, node) pairs claimed. `queued`: the caller knows a job is queued (it just queued one).
+    `node_id`: fill only that node (the caller freed its slot and holds its row).
     """
     if not transaction.get_connection().in_atomic_block:
         # robust: with the database or Redis failing, the caller's write stands; the sweep dispatches later.
@@ -53,7 +54,7 @@ def enqueue_dispatch(*, queued: bool = False) -> list[tuple[Job, Node]]:
         return []
     try:
         with transaction.atomic():  # a savepoint: a failed claim leaves the caller's writes alone
-            pairs = claim_jobs()
+            pairs = claim_jobs(node_id=node_id)
     except DatabaseError:
         # The job is still accepted, or still finished: beat's sweep dispatches what is queued.
         log.warning("claiming queued jobs failed; the sweep will dispatch them", exc_info=True)
@@ -282,7 +283,7 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         transaction.on_commit(lambda: _finished(job), robust=True)
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
-            enqueue_dispatch()  # the freed slot is refilled in this transaction
+            enqueue_dispatch(node_id=current[1])  # the freed slot is refilled in this transaction
         written = {"state": state, "finished_at": now, "worker": "", **webhook, **fields}
         for name, value in written.items():
             if not hasattr(value, "resolve_expression"):

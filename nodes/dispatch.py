@@ -236,10 +236,17 @@ def release_slot(*, node_id: int, **learned: Any) -> bool:
     return Node.objects.filter(id=node_id, running__gt=0).update(running=F("running") - 1, **learned) == 1
 
 
-def claim_jobs(*, limit: int | None = None) -> list[tuple[Job, Node]]:
-    """Assign queued jobs to free node slots in one transaction (or the caller's); returns the pairs won."""
+def claim_jobs(*, limit: int | None = None, node_id: int | None = None) -> list[tuple[Job, Node]]:
+    """Assign queued jobs to free node slots in one transaction (or the caller's); returns the pairs won.
+
+    `node_id`: only that node's slots, as when a transaction that already holds the node's row (a job's
+    end) refills it; it then takes no other node's row lock, and no cycle can form with other claimers.
+    """
     with transaction.atomic(savepoint=False):
-        nodes = {node.id: node for node in Node.objects.dispatchable()}
+        candidates = Node.objects.dispatchable()
+        if node_id is not None:
+            candidates = candidates.filter(id=node_id)
+        nodes = {node.id: node for node in candidates}
         views = [NodeView.from_node(node) for node in nodes.values()]
         slots = sum(view.free_slots for view in views if view.accepts_jobs)
         slots = slots if limit is None else min(slots, limit)
