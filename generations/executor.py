@@ -62,7 +62,7 @@ def cancel_on_node(job: Job) -> None:
 
 class JobRun:
     def __init__(self, job: Job, *, posted: bool = False) -> None:
-        self.job = job
+        self.job = job  # as job_lease gives it: with its node, and `has_input_files`
         self.posted = posted  # an earlier executor may have posted the prompt: re-attach to it first
         self.node = job.node
         self.client = ComfyClient(
@@ -153,7 +153,7 @@ class JobRun:
 
     def _upload_inputs(self) -> None:
         """Send the input files the node lacks, named by content hash (ComfyUI keeps one copy of same bytes)."""
-        entries = list(self.job.input_files.all())
+        entries = list(self.job.input_files.all()) if self.job.has_input_files else []
         held = files.files_on_node(self.node, self.client) if entries else set()
         for entry in entries:
             name = files.node_filename(entry)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -179,7 +179,9 @@ def job_lease(*, job_id: Any, worker: str) -> tuple[Job, bool] | None:
     )
     if not fresh and not leasable.update(**lease):
         return None
-    return Job.objects.select_related("node").get(id=job_id), not fresh
+    # Whether it has input files to upload, in the same query: most jobs have none.
+    files = Exists(Job.input_files.through.objects.filter(job_id=OuterRef("id")))
+    return Job.objects.select_related("node").annotate(has_input_files=files).get(id=job_id), not fresh
 
 
 def job_heartbeat(*, job: Job) -> bool:
