@@ -19,7 +19,6 @@ from nodes.models import Node
 # slot first, the whole window when those can't run on the free nodes.
 JOBS_PER_SLOT = 4
 QUEUE_WINDOW = 200
-ACCEPTING = frozenset({Node.Status.IDLE, Node.Status.BUSY})
 
 # Graph input name -> ComfyUI models folder (the names GET /models lists).
 _INPUT_FOLDERS = {
@@ -123,7 +122,7 @@ class NodeView:
 
     @property
     def accepts_jobs(self) -> bool:
-        return self.enabled and self.status in ACCEPTING
+        return self.enabled and self.status in Node.ACCEPTING
 
     def lacks(self, models: Models) -> Models:
         """The files this node is known not to have; a folder it never reported is unknown, not empty."""

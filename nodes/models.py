@@ -8,9 +8,7 @@ from django.utils import timezone
 class NodeQuerySet(models.QuerySet):
     def dispatchable(self) -> NodeQuerySet:
         """Nodes that may take a new job now: reachable, not draining, with a free slot."""
-        return self.filter(
-            enabled=True, status__in=[Node.Status.IDLE, Node.Status.BUSY], running__lt=F("capacity")
-        )
+        return self.filter(enabled=True, status__in=Node.ACCEPTING, running__lt=F("capacity"))
 
 
 class Node(models.Model):
@@ -21,6 +19,9 @@ class Node(models.Model):
         BUSY = "busy", "busy"
         OFFLINE = "offline", "offline"
         DRAINING = "draining", "draining"
+
+    # The statuses in which a node takes new jobs.
+    ACCEPTING = frozenset({Status.IDLE, Status.BUSY})
 
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500, help_text="e.g. http://10.0.0.5:8188")

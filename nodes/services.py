@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 Status = Node.Status
 CONNECTION_FIELDS = frozenset({"base_url", "auth_token", "extra_headers"})
 EDITABLE_FIELDS = CONNECTION_FIELDS | {"name", "capacity", "enabled"}
-TAKES_JOBS = frozenset({Status.IDLE, Status.BUSY})
 MAX_PARALLEL_CHECKS = 32
 
 
@@ -200,7 +199,7 @@ def _change_status(node: Node, status: str, *, only_from: Collection[str] | None
     logger.info("node %s: %s -> %s", node.name, old, status)
     event = {"type": "node.status", "node_id": node.id, "name": node.name, "status": status, "old": old}
     transaction.on_commit(lambda: realtime.publish(realtime.NODES_GROUP, event))
-    if status in TAKES_JOBS and old not in TAKES_JOBS:
+    if status in Node.ACCEPTING and old not in Node.ACCEPTING:
         _announce_ready(node)
     return True
 
