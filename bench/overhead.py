@@ -130,7 +130,7 @@ def phases(marks: list[tuple[str, float, float, float]]) -> list[list[object]]:
 
 PHASES = [
     ("submit->created", "web: auth, validate, render, INSERT"),
-    ("created->assigned", "on_commit: the web claims a slot, sends execute_job"),
+    ("created->assigned", "web: the claim, in the INSERT's transaction"),
     ("assigned->started", "execute_job task -> lease, WS, POST /prompt, 1st event"),
     ("started->finished", "follow events, /view, store file, finish"),
     ("finished->answered", "Redis notify -> web wakes, reload, JSON, response"),

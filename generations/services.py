@@ -124,8 +124,9 @@ def job_create(
             if unrunnable:
                 _finish(job, Job.State.FAILED, error=unrunnable)
             else:
-                claimed = {mine.id: mine for mine, _node in enqueue_dispatch(queued=True)}
-                if mine := claimed.get(job.id):  # announced as assigned when handed over
+                pairs = enqueue_dispatch(queued=True)
+                if mine := next((claimed for claimed, _node in pairs if claimed.id == job.id), None):
+                    # Announced as assigned when handed over.
                     job.state, job.node, job.assigned_at = mine.state, mine.node, mine.assigned_at
                 else:
                     transaction.on_commit(lambda: job_announce(job=job), robust=True)
@@ -286,12 +287,15 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         if current[0] in IN_FLIGHT and current[1]:
             release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
             enqueue_dispatch(node_id=current[1])  # the freed slot is refilled in this transaction
-        written = {"state": state, "finished_at": now, "worker": "", **webhook, **fields}
-        for name, value in written.items():
-            if not hasattr(value, "resolve_expression"):
+        # The written values go on the job; those the database computed (F expressions) are read back:
+        # _finished reports the row.
+        computed = []
+        for name, value in {"state": state, "finished_at": now, "worker": "", **webhook, **fields}.items():
+            if hasattr(value, "resolve_expression"):
+                computed.append(name)
+            else:
                 setattr(job, name, value)
-        # Values the database computed (F expressions) are read back: _finished reports the row.
-        if computed := [name for name, value in written.items() if hasattr(value, "resolve_expression")]:
+        if computed:
             job.refresh_from_db(fields=computed)
     return True
 
