@@ -124,7 +124,7 @@ class JobFeed:
             for outbox in self.viewers:
                 outbox.put(message)
         elif kind == "job.state":
-            job = await Job.objects.aget(id=self.job_id)
+            job = live.announced(await Job.objects.aget(id=self.job_id), event)
             message = await live.state_message(job)
             for outbox in self.viewers:
                 if job.is_finished:
@@ -193,7 +193,7 @@ class DashboardConsumer(OutboxConsumer):
         self.changed.set()
 
     async def job_state(self, event: dict[str, Any]) -> None:
-        if row := await live.job_row_of(event["job_id"]):
+        if row := await live.job_row_of(event):
             self.outbox.put({"type": "job", "job": row})
         self.changed.set()
 

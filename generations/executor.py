@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 from generations import cache, files, outputs, progress, services
 from generations.models import Job
@@ -23,8 +24,8 @@ from workflows_app.services import cache_graphs
 
 log = logging.getLogger(__name__)
 
-# Progress rows are written at most this often; the channel layer gets every step.
-PROGRESS_WRITE_SECONDS = 0.5
+# A job's start and progress are written to its row at most this late; the channel layer gets each at once.
+LIVE_WRITE_SECONDS = 0.5
 # The newest preview (for GET /preview and late joiners) is stored at most this often; viewers get each one.
 PREVIEW_STORE_SECONDS = 0.1
 
@@ -75,7 +76,7 @@ class JobRun:
         self.lease_lost = threading.Event()
         self.stream: comfy.EventStream | None = None
         self.titles = {nid: (n.get("_meta") or {}).get("title", "") for nid, n in job.prompt.items()}
-        self.last_write = time.monotonic()  # a job shorter than PROGRESS_WRITE_SECONDS writes no progress row
+        self.written = self._live()  # a job shorter than LIVE_WRITE_SECONDS writes no live row: its end does
         self.preview_seq = 0
         self.preview_stored = -PREVIEW_STORE_SECONDS  # monotonic time; the first preview is stored at once
 
@@ -190,16 +191,28 @@ class JobRun:
         message = {"type": "job.progress", "job_id": str(job.id), "value": value, "max": maximum,
                    "node": node, "node_title": self.titles.get(node, "")}  # fmt: skip
         progress.publish(progress.job_group(job.id), message)
-        now = time.monotonic()
-        # Viewers get every step over the channel layer; the row (for late joiners) at most twice a second,
-        # and the final state writes the last step.
-        if now - self.last_write >= PROGRESS_WRITE_SECONDS:
-            self.last_write = now
-            services.job_progress(job=job, value=value, maximum=maximum, node=node)
+
+    def _live(self) -> tuple[Any, ...]:
+        job = self.job
+        return job.state, job.progress_value, job.progress_max, job.current_node
 
     def _heartbeat(self) -> None:
-        """Keep the lease fresh and turn a cancel request into a targeted interrupt."""
-        while not self.stop.wait(settings.COMFYROUTER_HEARTBEAT_INTERVAL):
+        """Write the job's start and progress when they change, keep the lease fresh and turn a cancel request
+        into a targeted interrupt: off the thread that reads events, which never waits for the database."""
+        try:
+            self._beat()
+        finally:
+            connections.close_all()  # this thread's own: no one else can close them
+
+    def _beat(self) -> None:
+        beat_due = time.monotonic() + settings.COMFYROUTER_HEARTBEAT_INTERVAL
+        while not self.stop.wait(LIVE_WRITE_SECONDS):
+            if (live := self._live()) != self.written:
+                self.written = live
+                services.job_write_live(job=self.job)
+            if time.monotonic() < beat_due:
+                continue
+            beat_due = time.monotonic() + settings.COMFYROUTER_HEARTBEAT_INTERVAL
             alive = services.job_heartbeat(job=self.job)
             requested = Job.objects.filter(id=self.job.id, cancel_requested=True).exists()
             if requested and not self.cancelled.is_set():

@@ -186,9 +186,18 @@ def _rows():
     return Job.objects.select_related("node").defer("prompt", "inputs").annotate(n_outputs=Count("outputs"))
 
 
-async def job_row_of(job_id: Any) -> dict[str, Any] | None:
-    job = await _rows().filter(id=job_id).afirst()
-    return job_row(job, job.node.name if job.node else "") if job else None
+async def job_row_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The dashboard row of the job a job.state event is about."""
+    job = await _rows().filter(id=event["job_id"]).afirst()
+    return job_row(announced(job, event), job.node.name if job.node else "") if job else None
+
+
+def announced(job: Job, event: dict[str, Any]) -> Job:
+    """The job's row as a job.state event describes it. An executor announces a job's start at once and
+    writes it to the row up to a moment later (executor.LIVE_WRITE_SECONDS): the row may not say it yet."""
+    if event.get("state") == Job.State.RUNNING and job.state == Job.State.ASSIGNED:
+        job.state = Job.State.RUNNING
+    return job
 
 
 async def recent_jobs_json() -> list[dict[str, Any]]:

@@ -199,16 +199,17 @@ def job_resubmitting(*, job: Job) -> None:
 
 
 def job_started(*, job: Job) -> None:
-    now = timezone.now()
-    if Job.objects.filter(id=job.id, state=Job.State.ASSIGNED).update(state=Job.State.RUNNING, started_at=now):
-        job.state, job.started_at = Job.State.RUNNING, now
-        job_announce(job=job)
+    """The node began the job: viewers are told now; the row is written by job_write_live (or the end)."""
+    job.state, job.started_at = Job.State.RUNNING, timezone.now()
+    job_announce(job=job)
 
 
-def job_progress(*, job: Job, value: int, maximum: int, node: str) -> None:
-    Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(
-        progress_value=value, progress_max=maximum, current_node=node
-    )
+def job_write_live(*, job: Job) -> None:
+    """Write what the executor knows of an unfinished job: its progress, and its start once seen."""
+    fields = dict(progress_value=job.progress_value, progress_max=job.progress_max, current_node=job.current_node)
+    if job.state == Job.State.RUNNING:
+        fields.update(state=job.state, started_at=job.started_at)
+    Job.objects.filter(id=job.id, state__in=IN_FLIGHT).update(**fields)
 
 
 def job_succeed(*, job: Job, outputs: list[JobOutput]) -> bool:
@@ -277,6 +278,8 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         now = timezone.now()
         # A due webhook is written with the final state: if the message sending it is lost, the sweep sends it.
         webhook = {"webhook_next_at": now} if job.webhook_url else {}
+        if job.started_at and "started_at" not in fields:
+            fields["started_at"] = job.started_at  # a job may end before its executor wrote its start
         won = Job.objects.filter(id=job.id, state=current[0]).update(
             state=state, finished_at=now, worker="", **webhook, **fields
         )
