@@ -66,10 +66,8 @@ class JobRun:
         self.job = job  # as job_lease gives it: with its node, and `has_input_files`
         self.posted = posted  # an earlier executor may have posted the prompt: re-attach to it first
         self.node = job.node
-        self.client = ComfyClient(
-            self.node.base_url,
-            timeout=settings.COMFYROUTER_COMFY_TIMEOUT,
-            headers=self.node.request_headers(),
+        self.client = comfy.shared_client(
+            self.node.base_url, timeout=settings.COMFYROUTER_COMFY_TIMEOUT, headers=self.node.request_headers()
         )
         self.stop = threading.Event()
         self.cancelled = threading.Event()
@@ -87,7 +85,6 @@ class JobRun:
             self._run()
         finally:
             self.stop.set()
-            self.client.close()
             beat.join(timeout=5)
 
     def _run(self) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import mimetypes
+import os
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -67,16 +69,39 @@ __all__ = [
     "ComfyUnavailable", "Device", "EventStream", "Executed", "ExecutionCached", "ExecutionError",
     "ExecutionInterrupted", "ExecutionStart", "ExecutionSuccess", "Executing", "FeatureFlags", "History",
     "Location", "NodeProgress", "OutputFile", "Preview", "Progress", "ProgressState", "PromptResult", "Queue",
-    "QueueItem", "QueuedPrompt", "Status", "SystemStats", "UnknownEvent", "UploadedFile",
+    "QueueItem", "QueuedPrompt", "Status", "SystemStats", "UnknownEvent", "UploadedFile", "shared_client",
 ]  # fmt: skip
 
 DEFAULT_IDLE_TIMEOUT = 300.0
+
+
+# Process-wide clients kept by shared_client; beyond this many the oldest is forgotten.
+SHARED_CLIENTS = 256
+_shared: dict[tuple[Any, ...], ComfyClient] = {}
+_shared_lock = threading.Lock()
 
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """One TLS context per process: building one (loading the CA bundle) costs ~17 ms of CPU per client."""
     return ssl.create_default_context(cafile=certifi.where())
+
+
+def shared_client(base_url: str, *, timeout: float, headers: dict[str, str] | None = None) -> ComfyClient:
+    """This process's client for one server, timeout and headers: successive jobs on a node reuse its
+    kept-alive connections (httpx clients are thread-safe), saving a client and a TCP connect per job.
+
+    Never close it. One left behind (the node's credentials changed, or the cache is full) is only
+    forgotten, since a job may still be using it; its connections close when it is collected.
+    """
+    key = (os.getpid(), base_url.rstrip("/"), timeout, tuple(sorted((headers or {}).items())))
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            if len(_shared) >= SHARED_CLIENTS:
+                del _shared[next(iter(_shared))]
+            client = _shared[key] = ComfyClient(base_url, timeout=timeout, headers=headers)
+        return client
 
 
 class ComfyClient:

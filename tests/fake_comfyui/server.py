@@ -169,8 +169,10 @@ class FakeComfyUI:
 
     # -- inside the loop --------------------------------------------------------------------
     def track_transport(self, transport: asyncio.BaseTransport | None) -> None:
-        if transport is not None:
+        if transport is not None and transport not in self._transports:
             self._transports.add(transport)
+            with self.stats.lock:
+                self.stats.connections += 1
 
     def crash_in_loop(self, restart_after: float | None) -> None:
         """Crash from inside the event loop (fault or /_fake/crash); optionally come back later."""

@@ -81,6 +81,7 @@ class Stats:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     frees: int = 0
     ws_connections: int = 0
+    connections: int = 0  # TCP connections that sent a request (a /ws upgrade is one too)
     crashes: int = 0
     restarts: int = 0
     request_log: list[tuple[str, str]] = field(default_factory=list)
@@ -106,6 +107,7 @@ class Stats:
                 "uploads": list(self.uploads),
                 "frees": self.frees,
                 "ws_connections": self.ws_connections,
+                "connections": self.connections,
                 "crashes": self.crashes,
                 "restarts": self.restarts,
                 "request_log": [list(x) for x in self.request_log],

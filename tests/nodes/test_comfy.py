@@ -23,6 +23,7 @@ from nodes.comfy import (
     Preview,
     Progress,
     ProgressState,
+    shared_client,
 )
 from tests.fake_comfyui import FakeComfyUI
 from tests.nodes import graphs
@@ -259,3 +260,17 @@ def test_binary_text_frames_arrive_on_the_raw_event_stream(client):
 
     assert BinaryText(node_id="2", text="width: 64, height: 64\n batch size: 1") in seen
     assert client.history(queued.prompt_id).status_str == "success"
+
+
+def test_shared_client_is_one_per_server_and_headers_and_keeps_its_connection(fake):
+    comfy = shared_client(fake.url, timeout=5.0, headers={"Authorization": "Bearer a"})
+    assert shared_client(fake.url + "/", timeout=5.0, headers={"Authorization": "Bearer a"}) is comfy
+    assert shared_client(fake.url, timeout=5.0, headers={"Authorization": "Bearer b"}) is not comfy
+    before = fake.stats["connections"]
+    for _ in range(3):
+        comfy.queue_remaining()
+    assert fake.stats["connections"] == before + 1  # kept alive between calls
+    for _ in range(2):
+        with ComfyClient(fake.url, timeout=5.0) as own:
+            own.queue_remaining()
+    assert fake.stats["connections"] == before + 3  # a client of its own connects again
