@@ -159,6 +159,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # only use is redelivery hours later (the visibility timeout). A message lost with a killed worker or a
 # Redis restart is covered by the sweep's reaper, which hands a job that never started to a new executor.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"ack_emulation": False}
+# Unset, Celery's Django fixup closes a worker thread's database connections before and after each task:
+# a new connection per job, on PostgreSQL a new server process. So high it never does; comfyrouter/celery.py
+# has tasks reuse connections as requests do instead (CONN_MAX_AGE, health checks).
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
 
