@@ -85,6 +85,7 @@ class JobRun:
             self._run()
         finally:
             self.stop.set()
+            self._close_stream()
             beat.join(timeout=5)
 
     def _run(self) -> None:
@@ -123,19 +124,18 @@ class JobRun:
         job = self.job
         # The lease gave the job its prompt and client ids, stored before this POST.
         prompt_id, client_id = job.prompt_id, job.client_id
-        with self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT) as stream:
-            self.stream = stream
-            self._upload_inputs()
-            if self.cancelled.is_set():
-                raise CancelledBeforeStart
-            self.client.queue_prompt(self._prompt(), client_id=client_id, prompt_id=prompt_id)
-            if self.cancelled.is_set():
-                # The heartbeat's interrupt may have reached the node before our POST did.
-                self.client.cancel(prompt_id)
-                raise CancelledBeforeStart
-            return self.client.wait(
-                stream, prompt_id, on_event=self.on_event, timeout=settings.COMFYROUTER_JOB_TIMEOUT
-            )
+        # Closed by run() once the job's end is written: the close handshake is not on the caller's path.
+        self.stream = stream = self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT)
+        self._upload_inputs()
+        if self.cancelled.is_set():
+            raise CancelledBeforeStart
+        self.client.queue_prompt(self._prompt(), client_id=client_id, prompt_id=prompt_id)
+        if self.cancelled.is_set():
+            # The heartbeat's interrupt may have reached the node before our POST did.
+            self.client.cancel(prompt_id)
+            raise CancelledBeforeStart
+        timeout = settings.COMFYROUTER_JOB_TIMEOUT
+        return self.client.wait(stream, prompt_id, on_event=self.on_event, timeout=timeout)
 
     def _prompt(self) -> dict[str, Any]:
         """The job's prompt plus the `[!cache]` nodes this node can load, so ComfyUI keeps them warm."""
