@@ -1,17 +1,22 @@
-"""Django's ASGI handler with request threads that are reused, not created for every request.
+"""Django's ASGI handler with request threads that are reused, not created for every request, and
+one hop from the event loop to that thread per request.
 
 Django runs a request's sync code (middleware, views, signals) on one thread of its own: stock
 `ASGIHandler` makes a new single-thread executor per request, and a second thread to join it. Each
 request so paid for two thread starts and, worse, a new database connection (connections are
 per thread), so CONN_MAX_AGE could never keep one. Here a request borrows an idle one-thread
 executor and gives it back when done: the thread, and the connection Django keeps on it, live on.
+
+Every view and middleware here is sync, so the middleware chain is built sync, as under WSGI, and
+runs on the request thread in one call. Stock ASGI builds it async: sync middleware then run in the
+thread, hop back to the event loop to resolve the URL, and hop to the thread again for the view.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 
@@ -23,7 +28,11 @@ MAX_IDLE_THREADS = 8
 class PooledASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
+        self.load_middleware(is_async=False)
         self.idle: list[ThreadPoolExecutor] = []
+
+    async def get_response_async(self, request):
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

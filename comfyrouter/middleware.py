@@ -13,7 +13,7 @@ class BodySizeLimitMiddleware:
     """Refuse a declared body above COMFYROUTER_MAX_BODY_BYTES before anything reads it.
 
     It runs before authentication on purpose: a client is told its body is too big without a
-    view (or a parser) ever touching it. Sync-only, and last in MIDDLEWARE (see the settings).
+    view (or a parser) ever touching it. Sync, as the whole chain is (comfyrouter/handlers.py).
     """
 
     sync_capable, async_capable = True, False

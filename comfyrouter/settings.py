@@ -87,9 +87,8 @@ INSTALLED_APPS = [
     "generations",
 ]
 
-# BodySizeLimitMiddleware is sync-only and innermost on purpose: Django then runs the whole chain in one
-# thread, one hop from the event loop per request. Placed higher, every async-capable middleware below it
-# would hop between the loop and a thread twice per request. It still runs before any view reads a body.
+# The chain runs sync on the request's thread, one hop from the event loop (comfyrouter/handlers.py).
+# BodySizeLimitMiddleware still runs before any view reads a body.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

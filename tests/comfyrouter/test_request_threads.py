@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asgiref.sync
 import pytest
 
 from comfyrouter import handlers
@@ -61,3 +62,20 @@ async def test_threads_beyond_the_idle_limit_end_after_the_burst(handler, monkey
     await stuck
 
     assert len(handler.idle) == 1
+
+
+async def test_a_request_goes_to_its_thread_once_and_never_back_to_the_event_loop(handler, monkeypatch):
+    # With the middleware chain built async, sync middleware hand the URL resolution back to the loop
+    # (async_to_sync) and the view hops to the thread again.
+    calls = []
+    original = asgiref.sync.AsyncToSync.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.awaitable)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.AsyncToSync, "__call__", counted)
+
+    await get(handler, "/where")
+
+    assert calls == []
