@@ -272,7 +272,10 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
     it left loaded and its moving-average job time.
     """
     with transaction.atomic(savepoint=False):  # inside job_succeed's transaction: no savepoint to pay for
-        current = Job.objects.filter(id=job.id, state__in=states).values_list("state", "node_id").first()
+        # Locked until the commit: no other writer (an executor's heartbeat thread writing the start, a
+        # claimer) can change the state between this read and the update that expects it.
+        unfinished = Job.objects.select_for_update().filter(id=job.id, state__in=states)
+        current = unfinished.values_list("state", "node_id").first()
         if current is None:
             return False
         now = timezone.now()
