@@ -49,7 +49,9 @@ async def _replay_step(http: httpx.AsyncClient, step: dict[str, Any], ids: dict[
 
 
 async def test_queue_operations_replay(fake: FakeComfyUI) -> None:
-    fake.configure(node_time=0.3)
+    # Each node runs long enough for every queue mutation to happen while the first prompt runs, as in
+    # the recording, even on a loaded machine (0.3 s was not always, under the full suite on 2 cores).
+    fake.configure(node_time=1.0)
     steps = http_trace("queue_ops_sequence.json")
     ids: dict[str, str] = {}
     async with httpx.AsyncClient(base_url=fake.url) as http:
