@@ -272,8 +272,8 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
     it left loaded and its moving-average job time.
     """
     with transaction.atomic(savepoint=False):  # inside job_succeed's transaction: no savepoint to pay for
-        # Locked until the commit: no other writer (an executor's heartbeat thread writing the start, a
-        # claimer) can change the state between this read and the update that expects it.
+        # Locked until the commit (SQLite: the transaction holds the one write lock): no other writer (an
+        # executor's heartbeat thread writing the start, a claimer) changes the row before the update below.
         unfinished = Job.objects.select_for_update().filter(id=job.id, state__in=states)
         current = unfinished.values_list("state", "node_id").first()
         if current is None:
@@ -283,11 +283,7 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         webhook = {"webhook_next_at": now} if job.webhook_url else {}
         if job.started_at and "started_at" not in fields:
             fields["started_at"] = job.started_at  # a job may end before its executor wrote its start
-        won = Job.objects.filter(id=job.id, state=current[0]).update(
-            state=state, finished_at=now, worker="", **webhook, **fields
-        )
-        if not won:
-            return False
+        Job.objects.filter(id=job.id).update(state=state, finished_at=now, worker="", **webhook, **fields)
         # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
         transaction.on_commit(lambda: _finished(job), robust=True)
         if current[0] in IN_FLIGHT and current[1]:
