@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,14 +138,30 @@ def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
 
 
 def set_drained(router: Router, drained: bool) -> None:
+    """Drain or resume every node, all at once: one request per node, in parallel (as a fleet-wide script
+    would), so the last node is not resumed a dozen round trips after the first."""
+    action = "drain" if drained else "resume"
     with router.admin_client() as admin:
-        for node in admin.get("/api/nodes/").json():
-            admin.post(f"/api/nodes/{node['id']}/{'drain' if drained else 'resume'}").raise_for_status()
+        ids = [node["id"] for node in admin.get("/api/nodes/").json()]
+        with ThreadPoolExecutor(max_workers=len(ids)) as pool:
+            for answer in pool.map(lambda node_id: admin.post(f"/api/nodes/{node_id}/{action}"), ids):
+                answer.raise_for_status()
 
 
 def utilisation(spans: list[list[tuple[float, float]]], start: float, end: float) -> float:
     busy = sum(max(0.0, min(e, end) - max(s, start)) for node in spans for (s, e) in node)
     return busy / ((end - start) * len(spans))
+
+
+def idle_gaps(spans: list[list[tuple[float, float]]], wall: float) -> str:
+    """How long nodes sat idle between two of their prompts: where utilisation is lost after the start."""
+    gaps = sorted(b[0] - a[1] for node in spans for a, b in zip(sorted(node), sorted(node)[1:], strict=False))
+    if not gaps:
+        return "idle gaps between prompts: none"
+    ms = [gap * 1000 for gap in gaps]
+    lost = sum(gaps) / (wall * len(spans)) * 100
+    return (f"idle gaps between a node's prompts: {len(ms)}, p50 {ms[len(ms) // 2]:.1f} ms, "
+            f"p95 {ms[int(len(ms) * 0.95)]:.1f} ms, max {ms[-1]:.1f} ms; {lost:.2f}% of node time")  # fmt: skip
 
 
 def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, inputs: dict[str, Any]) -> None:
@@ -177,7 +194,8 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     print(f"states: {result['states']}; prompts run: {ran}; mean busy {mean_busy:.1f} ms/prompt; "
           f"jobs/s {ran / wall:.1f} (ideal {args.jobs / ideal:.1f}); first start {min(starts) - t0:.3f} s "
           f"after resume, last node's first start {max(starts) - t0:.3f} s")  # fmt: skip
-    print(f"fake CPU {(fake1 - fake0) / wall * 100:.0f}% of one core")
+    print(f"fake CPU {(fake1 - fake0) * 1000 / args.jobs:.2f} ms/job ({(fake1 - fake0) / wall * 100:.0f}% of one core)")
+    print(idle_gaps(spans, wall))
     print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
     print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
     print(f"target >= 98% utilisation: got {utilisation(spans, t0, end) * 100:.1f}%")
