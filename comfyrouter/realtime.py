@@ -7,7 +7,10 @@ Redis connections) is not rebuilt for every frame.
 Messages that only say where something is now (a job's progress, its newest preview) are
 conflated: when newer ones of the same job queue up behind one, the older one is not sent. A
 viewer loses nothing it could have seen, and a burst of sampler steps (a fast GPU, or a prompt
-re-attached mid-run) costs one Redis round trip instead of one per step.
+re-attached mid-run) costs one Redis round trip instead of one per step. They are also paced:
+at most one of each kind per job every MIN_INTERVAL s (a 30 fps preview), the newest going out
+when the interval ends. A GPU doing 50 steps a second no longer costs 100 publishes a second per
+job, and a job's other messages (its state) still go out after its paced ones, never before.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +35,8 @@ NODES_GROUP = "nodes"
 JOBS_GROUP = "jobs"
 # Message types whose newest one replaces the unsent older ones of the same group and job.
 CONFLATED = frozenset({"job.progress", "job.preview"})
+# Of each CONFLATED type, one message per job goes out at most this often.
+MIN_INTERVAL = 1 / 30
 
 Outgoing = tuple[str, dict[str, Any]]
 
@@ -50,21 +57,72 @@ def conflate(messages: Iterable[Outgoing]) -> list[Outgoing]:
     return kept
 
 
+class Pacer:
+    """Holds back a CONFLATED message sent within MIN_INTERVAL of the last one of its group, type and job;
+    the newest held one goes out once the interval has passed, or just before another message of its job."""
+
+    def __init__(self, interval: float = MIN_INTERVAL) -> None:
+        self.interval = interval
+        self.sent_at: dict[tuple[str, str, Any], float] = {}
+        self.held: dict[tuple[str, str, Any], Outgoing] = {}
+
+    def admit(self, messages: Iterable[Outgoing], now: float) -> list[Outgoing]:
+        """What to send now, in order: those of `messages` not held back, then the held ones that are due."""
+        out: list[Outgoing] = []
+        for group, message in messages:
+            kind, job = message.get("type"), message.get("job_id")
+            if kind not in CONFLATED:
+                # Where the job stood goes out before what happened to it next (a viewer must not see
+                # "running 95 %" after "succeeded").
+                out.extend(self.held.pop(key) for key in [key for key in self.held if key[2] == job])
+                out.append((group, message))
+                continue
+            key = (group, kind, job)
+            last = self.sent_at.get(key)
+            if key in self.held or (last is not None and now - last < self.interval):
+                self.held[key] = (group, message)  # replaces an older held one
+            else:
+                self.sent_at[key] = now
+                out.append((group, message))
+        out.extend(self._due(now))
+        return out
+
+    def next_due(self) -> float | None:
+        """When the first held message is due (monotonic seconds), or None."""
+        return min((self.sent_at[key] + self.interval for key in self.held), default=None)
+
+    def _due(self, now: float) -> list[Outgoing]:
+        due = [key for key in self.held if now - self.sent_at[key] >= self.interval]
+        for key in due:
+            self.sent_at[key] = now
+        # Forget jobs that went quiet: the table holds only what was sent within the interval.
+        for key in [key for key, at in self.sent_at.items() if now - at >= self.interval and key not in self.held]:
+            del self.sent_at[key]
+        return [self.held.pop(key) for key in due]
+
+
 class _Publisher:
     def __init__(self) -> None:
         self.pid = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pending: collections.deque[Outgoing] = collections.deque(maxlen=MAX_BACKLOG)
+        self.pacer = Pacer()
         self.wakeup: asyncio.Event | None = None
         self.idle = False  # the publisher thread waits for messages: a sender must wake it
-        self.lock = threading.Lock()
+        self.wakes_at = math.inf  # when the idle publisher thread wakes by itself (a held message is due)
+        self.lock = threading.Lock()  # guards all of the above
 
     def send(self, group: str, message: dict[str, Any]) -> None:
-        loop = self._ensure_running()
-        self.pending.append((group, message))
-        # Waking the loop is a write to its self-pipe: skip it while the thread is busy sending,
-        # as it looks at `pending` again before it waits.
-        if self.idle:
+        with self.lock:
+            loop = self._ensure_running()
+            ready = self.pacer.admit([(group, message)], time.monotonic())
+            self.pending.extend(ready)
+            # Waking the loop is a write to its self-pipe: skip it while the thread is busy sending (it
+            # looks at `pending` again before it waits), and for a message held no later than it wakes.
+            wake = self.idle and (ready or (self.pacer.next_due() or math.inf) < self.wakes_at)
+            if wake:
+                self.idle = False
+        if wake:
             loop.call_soon_threadsafe(self._wake)
 
     def _wake(self) -> None:
@@ -73,14 +131,14 @@ class _Publisher:
 
     def _ensure_running(self) -> asyncio.AbstractEventLoop:
         # Celery's prefork pool forks after import: each child process needs its own thread.
-        with self.lock:
-            if self.loop is None or self.pid != os.getpid():
-                self.pid = os.getpid()
-                self.loop = asyncio.new_event_loop()
-                self.pending.clear()  # messages queued by the parent are the parent's to send
-                self.idle = False
-                threading.Thread(target=self._run, args=(self.loop,), name="realtime", daemon=True).start()
-            return self.loop
+        if self.loop is None or self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.loop = asyncio.new_event_loop()
+            self.pending.clear()  # messages queued by the parent are the parent's to send
+            self.pacer = Pacer()
+            self.idle = False
+            threading.Thread(target=self._run, args=(self.loop,), name="realtime", daemon=True).start()
+        return self.loop
 
     def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
@@ -88,14 +146,23 @@ class _Publisher:
 
     async def _drain(self) -> None:
         layer = get_channel_layer()
-        self.wakeup = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.wakeup = wakeup = asyncio.Event()
         while True:
-            self.wakeup.clear()
-            self.idle = True
-            if not self.pending:  # checked after `idle` is set: a message sent in between wakes us
-                await self.wakeup.wait()
-            self.idle = False
-            batch = [self.pending.popleft() for _ in range(len(self.pending))]
+            wakeup.clear()
+            with self.lock:
+                self.pending.extend(self.pacer.admit([], time.monotonic()))  # the held ones now due
+                batch = [self.pending.popleft() for _ in range(len(self.pending))]
+                if not batch:
+                    self.idle, self.wakes_at = True, self.pacer.next_due() or math.inf
+            if not batch:
+                # The loop's clock is time.monotonic(), as the pacer's.
+                timer = loop.call_at(self.wakes_at, wakeup.set) if self.wakes_at < math.inf else None
+                await wakeup.wait()
+                self.idle = False  # also when the timer woke it: senders need not
+                if timer is not None:
+                    timer.cancel()
+                continue
             for group, message in conflate(batch):
                 try:
                     await layer.group_send(group, message)
