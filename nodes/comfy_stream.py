@@ -6,8 +6,7 @@ import json
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus, WebSocketException
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from nodes.comfy_errors import ComfyError, ComfyRejected, ComfyTimeout, ComfyUnauthorized, ComfyUnavailable
 from nodes.comfy_events import (
@@ -20,15 +19,15 @@ from nodes.comfy_events import (
     decode_binary,
     decode_text,
 )
+from nodes.comfy_socket import NodeSocket, SocketClosed
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
-CLOSE_TIMEOUT = 2.0
 
 
 class EventStream:
     """One /ws connection registered under a clientId; iterating yields typed events."""
 
-    def __init__(self, ws: ClientConnection, *, base_url: str, idle_timeout: float) -> None:
+    def __init__(self, ws: NodeSocket, *, base_url: str, idle_timeout: float) -> None:
         self._ws = ws
         self.base_url = base_url
         self.idle_timeout = idle_timeout
@@ -40,9 +39,9 @@ class EventStream:
             frame = self._ws.recv(timeout=wait)
         except TimeoutError as exc:
             raise ComfyTimeout(f"no event from {self.base_url} for {wait:g} s") from exc
-        except ConnectionClosedOK as exc:
-            raise StreamClosed(f"{self.base_url} closed the event socket") from exc
-        except ConnectionClosedError as exc:
+        except SocketClosed as exc:
+            if exc.clean:
+                raise StreamClosed(f"{self.base_url} closed the event socket") from exc
             # A killed server ends the socket without a close frame, code 1006
             # (ws/n_server_killed_mid_job.submitter.jsonl).
             raise ComfyUnavailable(f"event socket to {self.base_url} dropped: {exc}") from exc
@@ -83,24 +82,18 @@ def open_stream(
     scheme, rest = base_url.split("://", 1)
     url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?clientId={quote(client_id, safe='')}"
     try:
-        ws = connect(
-            url,
-            additional_headers=headers,
-            open_timeout=open_timeout,
-            close_timeout=min(open_timeout, CLOSE_TIMEOUT),
-            max_size=MAX_FRAME_BYTES,
-            # With flow control, unread frames of a running job stall the close handshake until
-            # close_timeout; the frames are small and the server is ours, so buffer them all.
-            max_queue=None,
-            compression=None,
-        )
+        ws = NodeSocket.connect(url, headers=headers, timeout=open_timeout, max_size=MAX_FRAME_BYTES)
     except InvalidStatus as exc:
         raise _handshake_error(base_url, exc.response.status_code) from exc
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise ComfyUnavailable(f"cannot open {base_url}/ws: {exc}") from exc
     if preview_metadata:
         # Type-4 previews (with prompt_id) need this first (ws/m_ksampler_type4.submitter.jsonl).
-        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        try:
+            ws.send_text(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        except (OSError, SocketClosed) as exc:
+            ws.close()
+            raise ComfyUnavailable(f"event socket to {base_url} dropped: {exc}") from exc
     return EventStream(ws, base_url=base_url, idle_timeout=idle_timeout)
 
 

@@ -1,0 +1,175 @@
+"""NodeSocket against a real WebSocket server on a real port: what the fake ComfyUI never does on its own
+(fragmented messages, pings, refused handshakes, close codes) and a close from another thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
+
+from nodes.comfy_socket import NodeSocket, SocketClosed
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@pytest.fixture
+def server() -> Iterator[Callable[..., str]]:
+    """start(handler, **serve_options) -> ws:// URL of a server running `handler` for each connection."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    servers = []
+
+    def start(handler: Handler, **options) -> str:
+        async def open_server():
+            return await serve(handler, "127.0.0.1", 0, compression=None, **options)
+
+        running = asyncio.run_coroutine_threadsafe(open_server(), loop).result(5)
+        servers.append(running)
+        port = running.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}/ws?clientId=abc"
+
+    yield start
+
+    async def close_all():
+        for running in servers:
+            running.close()
+            await running.wait_closed()
+
+    asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def connect(url: str, **headers: str) -> NodeSocket:
+    return NodeSocket.connect(url, headers=headers, timeout=5, max_size=1024)
+
+
+def test_messages_text_and_binary_whole_or_fragmented_headers_sent(server):
+    async def handler(ws):
+        await ws.send(f"hello {ws.request.headers.get('Authorization')} {ws.request.path}")
+        await ws.send(b"\x00\x00\x00\x01binary")
+        await ws.send(["frag", "mented"])  # a fragmented text message: three frames
+        await ws.send(await ws.recv())  # echo
+        await asyncio.sleep(1)
+
+    ws = connect(server(handler), Authorization="Bearer t0ken")
+    assert ws.recv(5) == "hello Bearer t0ken /ws?clientId=abc"
+    assert ws.recv(5) == b"\x00\x00\x00\x01binary"
+    assert ws.recv(5) == "fragmented"
+    ws.send_text('{"type": "feature_flags"}')
+    assert ws.recv(5) == '{"type": "feature_flags"}'
+    ws.close()
+
+
+def test_pings_are_answered_while_reading(server):
+    pongs = []
+
+    async def handler(ws):
+        started = time.monotonic()
+        await (await ws.ping())  # the pong arrives only if the client answers it while reading
+        pongs.append(time.monotonic() - started)
+        await ws.send("after the pong")
+
+    ws = connect(server(handler))
+    assert ws.recv(5) == "after the pong"
+    assert len(pongs) == 1
+    ws.close()
+
+
+def test_silence_is_a_timeout_and_the_connection_stays_usable(server):
+    async def handler(ws):
+        await asyncio.sleep(0.3)
+        await ws.send("late")
+        await asyncio.sleep(1)
+
+    ws = connect(server(handler))
+    with pytest.raises(TimeoutError):
+        ws.recv(0.1)
+    assert ws.recv(5) == "late"
+    ws.close()
+
+
+def test_a_normal_close_by_the_server_is_clean_after_the_messages_before_it(server):
+    async def handler(ws):
+        await ws.send("last words")
+        await ws.close(1000)
+
+    ws = connect(server(handler))
+    assert ws.recv(5) == "last words"
+    with pytest.raises(SocketClosed) as closed:
+        ws.recv(5)
+    assert closed.value.clean
+    with pytest.raises(SocketClosed, match="code 1000"):
+        ws.send_text("too late")
+
+
+def test_an_error_close_code_is_not_clean(server):
+    async def handler(ws):
+        await ws.close(1011, "internal error")
+
+    ws = connect(server(handler))
+    with pytest.raises(SocketClosed, match="code 1011") as closed:
+        ws.recv(5)
+    assert not closed.value.clean
+
+
+def test_a_dropped_connection_is_not_clean(server):
+    async def handler(ws):
+        await ws.send("then silence")
+        ws.transport.abort()  # no close frame: a killed server
+
+    ws = connect(server(handler))
+    assert ws.recv(5) == "then silence"
+    with pytest.raises(SocketClosed, match="1006") as closed:
+        ws.recv(5)
+    assert not closed.value.clean
+
+
+def test_a_message_over_max_size_ends_the_connection(server):
+    async def handler(ws):
+        await ws.send("x" * 2048)
+        await asyncio.sleep(1)
+
+    ws = connect(server(handler))
+    with pytest.raises(SocketClosed, match="protocol error") as closed:
+        ws.recv(5)
+    assert not closed.value.clean
+
+
+def test_a_refused_handshake_raises_invalid_status(server):
+    def refuse(connection, request):
+        return Response(403, "Forbidden", connection.protocol.reject(403, "no").headers, b"no")
+
+    async def handler(ws):
+        await ws.send("never")
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server(handler, process_request=refuse))
+    assert refused.value.response.status_code == 403
+
+
+def test_close_from_another_thread_wakes_a_blocked_read_at_once(server):
+    seen_close = threading.Event()
+
+    async def handler(ws):
+        try:
+            await ws.wait_closed()
+        finally:
+            seen_close.set()
+
+    ws = connect(server(handler))
+    threading.Timer(0.2, ws.close).start()
+    started = time.monotonic()
+    with pytest.raises(SocketClosed) as closed:
+        ws.recv(10)
+    assert time.monotonic() - started < 2
+    assert closed.value.clean  # closed here, on purpose
+    assert seen_close.wait(5)
+    ws.close()  # twice is fine
