@@ -1,0 +1,59 @@
+"""progress.wait_finished against the suite's real Redis: woken by the job's end, and the database (here a
+counted callable) is asked once when the end is published, again only every second or at the deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from generations import progress
+
+
+class Finished:
+    """is_finished for wait_finished: counts the calls, reports True once `end()` was called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.ended = False
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.ended
+
+    def end(self, job_id) -> None:
+        self.ended = True
+        progress.notify_finished(job_id)
+
+
+def test_woken_by_the_published_end_after_one_check():
+    job_id, finished = uuid.uuid4(), Finished()
+    threading.Timer(0.3, finished.end, args=(job_id,)).start()
+    started = time.monotonic()
+    assert progress.wait_finished(job_id, timeout=10, is_finished=finished)
+    assert 0.25 < time.monotonic() - started < 1.0
+    assert finished.calls == 1  # before waiting; the subscription's confirmation costs none
+
+
+def test_an_end_already_written_needs_no_message():
+    finished = Finished()
+    finished.ended = True
+    assert progress.wait_finished(uuid.uuid4(), timeout=10, is_finished=finished)
+    assert finished.calls == 1
+
+
+def test_a_lost_message_costs_at_most_a_second():
+    finished = Finished()
+    threading.Timer(0.2, setattr, args=(finished, "ended", True)).start()  # ended, never published
+    started = time.monotonic()
+    assert progress.wait_finished(uuid.uuid4(), timeout=10, is_finished=finished)
+    assert 0.9 < time.monotonic() - started < 2.0
+    assert finished.calls == 2
+
+
+def test_the_deadline_passes_with_a_last_check():
+    finished = Finished()
+    started = time.monotonic()
+    assert not progress.wait_finished(uuid.uuid4(), timeout=0.5, is_finished=finished)
+    assert 0.45 < time.monotonic() - started < 1.0
+    assert finished.calls == 2  # before waiting, and at the deadline
