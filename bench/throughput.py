@@ -194,7 +194,8 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     print(f"states: {result['states']}; prompts run: {ran}; mean busy {mean_busy:.1f} ms/prompt; "
           f"jobs/s {ran / wall:.1f} (ideal {args.jobs / ideal:.1f}); first start {min(starts) - t0:.3f} s "
           f"after resume, last node's first start {max(starts) - t0:.3f} s")  # fmt: skip
-    print(f"fake CPU {(fake1 - fake0) * 1000 / args.jobs:.2f} ms/job ({(fake1 - fake0) / wall * 100:.0f}% of one core)")
+    fake = fake1 - fake0
+    print(f"fake CPU {fake * 1000 / args.jobs:.2f} ms/job ({fake / wall * 100:.0f}% of one core)")
     print(idle_gaps(spans, wall))
     print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
     print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
