@@ -21,13 +21,14 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from typing import cast
 
 from websockets.client import ClientProtocol
 from websockets.frames import OK_CLOSE_CODES, Frame, Opcode
 from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import State
 from websockets.proxy import get_proxy, parse_proxy
-from websockets.sync.client import connect_http_proxy
+from websockets.sync.client import SSLSSLSocket, connect_http_proxy
 from websockets.sync.utils import Deadline
 from websockets.uri import WebSocketURI, parse_uri
 
@@ -68,7 +69,10 @@ class NodeSocket:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
             if uri.secure:
                 sock.settimeout(deadline.timeout())
-                sock = _tls().wrap_socket(sock, server_hostname=uri.host)
+                if isinstance(sock, ssl.SSLSocket):  # an HTTPS proxy: TLS inside its TLS, as websockets does
+                    sock = cast(socket.socket, SSLSSLSocket(sock, _tls(), server_hostname=uri.host))
+                else:
+                    sock = _tls().wrap_socket(sock, server_hostname=uri.host)
             connection = cls(sock, ClientProtocol(uri, max_size=max_size))
             connection._handshake(headers, deadline)
         except BaseException:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
+from nodes import comfy_socket
 from nodes.comfy_socket import NodeSocket, SocketClosed
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -45,6 +48,17 @@ def server() -> Iterator[Callable[..., str]]:
     asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    """Clears the per-process proxy and TLS caches around a test that sets the environment they read."""
+    comfy_socket._proxy_for.cache_clear()
+    comfy_socket._tls.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    comfy_socket._proxy_for.cache_clear()
+    comfy_socket._tls.cache_clear()
 
 
 def connect(url: str, **headers: str) -> NodeSocket:
@@ -173,3 +187,65 @@ def test_close_from_another_thread_wakes_a_blocked_read_at_once(server):
     assert closed.value.clean  # closed here, on purpose
     assert seen_close.wait(5)
     ws.close()  # twice is fine
+
+
+async def echo_path(ws):
+    await ws.send(f"you asked for {ws.request.path}")
+    await asyncio.sleep(1)
+
+
+def test_wss_verifies_the_node_certificate_against_the_trusted_ones(server, proxy_env, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    url = server(echo_path, ssl=context).replace("ws://", "wss://")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        connect(url)  # not trusted yet
+    comfy_socket._tls.cache_clear()
+    proxy_env.setenv("SSL_CERT_FILE", str(cert))
+    ws = connect(url)
+    assert ws.recv(5) == "you asked for /ws?clientId=abc"
+    ws.close()
+
+
+def test_an_http_proxy_from_the_environment_is_used(server, proxy_env):
+    tunnels, tunnel_closed = [], threading.Event()
+
+    async def connect_proxy(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        target = head.split()[1].decode()
+        tunnels.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(source, sink):
+            while data := await source.read(65536):
+                sink.write(data)
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        tunnel_closed.set()
+
+    url = server(echo_path)
+    loop = asyncio.new_event_loop()
+    proxy = loop.run_until_complete(asyncio.start_server(connect_proxy, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        proxy_env.setenv("ws_proxy", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+        proxy_env.delenv("no_proxy", raising=False)
+        proxy_env.delenv("NO_PROXY", raising=False)
+        ws = connect(url)
+        assert ws.recv(5) == "you asked for /ws?clientId=abc"
+        ws.close()
+        assert tunnels == [url.split("/")[2]]
+        assert tunnel_closed.wait(5)  # the close went through the tunnel, both ways
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
