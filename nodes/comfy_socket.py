@@ -33,6 +33,7 @@ from websockets.sync.utils import Deadline
 from websockets.uri import WebSocketURI, parse_uri
 
 RECV_BYTES = 256 * 1024
+MIN_WAIT = 0.001  # seconds a read waits at least: recv(0) still takes what has arrived
 
 
 class SocketClosed(Exception):
@@ -96,12 +97,14 @@ class NodeSocket:
         """The next message; TimeoutError after `timeout` s without one, SocketClosed once the connection ends
         (messages that arrived before the end are returned first)."""
         deadline = time.monotonic() + timeout
+        tried = False  # what already arrived is read even with no time left
         while not self.messages:
             self._raise_if_over()
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and tried:
                 raise TimeoutError(f"no message in {timeout:g} s")
-            self._pump(remaining)
+            self._pump(max(remaining, MIN_WAIT))
+            tried = True
         return self.messages.popleft()
 
     def send_text(self, text: str) -> None:
