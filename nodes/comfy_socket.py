@@ -50,7 +50,6 @@ class NodeSocket:
     def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
         self.sock = sock
         self.protocol = protocol
-        self.response: Response | None = None
         self.messages: collections.deque[str | bytes] = collections.deque()
         self.fragments: list[bytes] = []
         self.fragments_text = False
@@ -88,7 +87,8 @@ class NodeSocket:
         with self.lock:
             self.protocol.send_request(request)
             self._flush()
-        while self.response is None and self.protocol.handshake_exc is None:
+        # Until the handshake's answer: OPEN, or a handshake_exc (a refusal leaves the protocol CONNECTING).
+        while self.protocol.state is State.CONNECTING and self.protocol.handshake_exc is None:
             self._pump(deadline.timeout())
         if self.protocol.handshake_exc is not None:
             raise self.protocol.handshake_exc
@@ -145,9 +145,7 @@ class NodeSocket:
             else:
                 self.protocol.receive_eof()
             for event in self.protocol.events_received():
-                if isinstance(event, Response):
-                    self.response = event
-                else:
+                if not isinstance(event, Response):  # the handshake's answer: the protocol checked it
                     self._frame(event)
             with contextlib.suppress(OSError):  # a peer gone: the next read ends the stream
                 self._flush()
@@ -199,14 +197,17 @@ def _open(uri: WebSocketURI, deadline: Deadline) -> socket.socket:
         return socket.create_connection((uri.host, uri.port), timeout=deadline.timeout())
     parsed = parse_proxy(proxy)
     if not parsed.scheme.startswith("http"):
-        raise OSError(f"proxy {proxy}: only HTTP(S) proxies are supported for node sockets")
+        raise OSError(
+            f"proxy {proxy} (from the environment) is not an HTTP(S) proxy, the only kind node sockets can use: "
+            f"set an http:// one, or add {uri.host} to NO_PROXY"
+        )
     return connect_http_proxy(parsed, uri, deadline)
 
 
 @functools.lru_cache(maxsize=256)
 def _proxy_for(secure: bool, host: str, port: int) -> str | None:
-    # The environment (HTTPS_PROXY, NO_PROXY ...) as httpx reads it for the node's HTTP calls; read once
-    # per node and process: it is parsed afresh on every call.
+    # The environment (WS_PROXY, HTTPS_PROXY, NO_PROXY ...) as websockets reads it; looked up once per node
+    # and process, as get_proxy parses it afresh on every call.
     return get_proxy(parse_uri(f"{'wss' if secure else 'ws'}://{host}:{port}/"))
 
 
