@@ -155,7 +155,8 @@ def utilisation(spans: list[list[tuple[float, float]]], start: float, end: float
 
 def idle_gaps(spans: list[list[tuple[float, float]]], wall: float) -> str:
     """How long nodes sat idle between two of their prompts: where utilisation is lost after the start."""
-    gaps = sorted(b[0] - a[1] for node in spans for a, b in zip(sorted(node), sorted(node)[1:], strict=False))
+    ordered = [sorted(node) for node in spans]
+    gaps = sorted(b[0] - a[1] for node in ordered for a, b in zip(node, node[1:], strict=False))
     if not gaps:
         return "idle gaps between prompts: none"
     ms = [gap * 1000 for gap in gaps]
