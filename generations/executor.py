@@ -38,9 +38,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def execute(job_id: Any) -> None:
-    """Execute an assigned job, or re-attach to its prompt if a dead worker had posted it."""
-    leased = services.job_lease(job_id=job_id, worker=worker_id())
+def execute(job_id: Any, *, handed_over: str = "") -> None:
+    """Execute an assigned job, or re-attach to its prompt if a dead worker had posted it.
+
+    `handed_over`: the lease its claim granted (the claim's message carries it); none from the reaper.
+    """
+    me = worker_id()
+    leased = services.job_lease(job_id=job_id, worker=me, handed_over=handed_over)
     if leased is None:
         return
     job, posted = leased
@@ -49,7 +53,7 @@ def execute(job_id: Any) -> None:
             cancel_on_node(job)
         services.job_cancelled(job=job)
         return
-    JobRun(job, posted=posted).run()
+    JobRun(job, posted=posted, worker=me).run()
 
 
 def cancel_on_node(job: Job) -> None:
@@ -62,9 +66,10 @@ def cancel_on_node(job: Job) -> None:
 
 
 class JobRun:
-    def __init__(self, job: Job, *, posted: bool = False) -> None:
+    def __init__(self, job: Job, *, posted: bool, worker: str) -> None:
         self.job = job  # as job_lease gives it: with its node, and `has_input_files`
         self.posted = posted  # an earlier executor may have posted the prompt: re-attach to it first
+        self.worker = worker  # the lease's name from the first heartbeat on
         self.node = job.node
         self.client = comfy.shared_client(
             self.node.base_url, timeout=settings.COMFYROUTER_COMFY_TIMEOUT, headers=self.node.request_headers()
@@ -210,7 +215,7 @@ class JobRun:
             if time.monotonic() < beat_due:
                 continue
             beat_due = time.monotonic() + settings.COMFYROUTER_HEARTBEAT_INTERVAL
-            alive = services.job_heartbeat(job=self.job)
+            alive = services.job_heartbeat(job=self.job, worker=self.worker)
             requested = Job.objects.filter(id=self.job.id, cancel_requested=True).exists()
             if requested and not self.cancelled.is_set():
                 self.cancelled.set()

@@ -76,7 +76,9 @@ class Job(models.Model):
     error_node = models.CharField(max_length=200, blank=True)
     cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(
-        max_length=200, blank=True, help_text="The executor holding this job's lease (host:pid:token)."
+        max_length=200,
+        blank=True,
+        help_text="The lease: its executor (host:pid:token), or the claim's token until its first heartbeat.",
     )
     webhook_url = models.URLField(max_length=2000, blank=True)
     webhook_attempts = models.PositiveSmallIntegerField(default=0)
@@ -109,6 +111,19 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.state})"
+
+    def hand_over(self, node, now) -> dict[str, object]:
+        """The fields a claim writes: the assignment, and the lease of the executor the job is handed to.
+
+        The lease comes with the claim, so that executor writes nothing before it posts the prompt: the
+        Celery message names the lease (`worker`), and the prompt and client ids are stored before the POST
+        (an executor replacing a killed one finds the prompt on the node by them).
+        """
+        return {
+            "state": Job.State.ASSIGNED, "node": node, "assigned_at": now, "heartbeat_at": now,
+            "worker": f"handed-over:{uuid.uuid4().hex[:12]}", "prompt_id": str(uuid.uuid4()),
+            "client_id": uuid.uuid4().hex, "attempts": self.attempts + 1,
+        }  # fmt: skip
 
     @property
     def is_finished(self) -> bool:

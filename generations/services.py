@@ -84,7 +84,7 @@ def _hand_over(pairs: list[tuple[Job, Node]]) -> None:
     from generations.tasks import execute_job
 
     for job, _node in pairs:
-        execute_job.delay(str(job.id))
+        execute_job.delay(str(job.id), job.worker)  # the lease the claim granted
         job_announce(job=job)
 
 
@@ -127,7 +127,8 @@ def job_create(
                 pairs = enqueue_dispatch(queued=True)
                 if mine := next((claimed for claimed, _node in pairs if claimed.id == job.id), None):
                     # Announced as assigned when handed over.
-                    job.state, job.node, job.assigned_at = mine.state, mine.node, mine.assigned_at
+                    for name in mine.hand_over(mine.node, mine.assigned_at):
+                        setattr(job, name, getattr(mine, name))
                 else:
                     transaction.on_commit(lambda: job_announce(job=job), robust=True)
     except IntegrityError:
@@ -163,13 +164,24 @@ def _unrunnable(prompt: dict[str, Any]) -> str:
     return f"No registered node has the models this job needs — missing {listed}."
 
 
-def job_lease(*, job_id: Any, worker: str) -> tuple[Job, bool] | None:
+def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, bool] | None:
     """Take the right to execute an assigned or running job: the job, and whether an earlier executor may
     have posted its prompt; None if the job is finished or leased elsewhere.
 
-    A job not posted yet gets its prompt and client ids in the same write. Stored before the POST, they
-    let the executor that replaces a killed one find the prompt on the node.
+    `handed_over`: the lease the claim granted with the job (Job.hand_over). The first executor takes it
+    as it is, without a write; Celery delivers the message once (acked on receipt). If the job ended, or
+    the reaper gave it to another executor meanwhile, the lease no longer matches.
     """
+    # Whether it has input files to upload, in the same query: most jobs have none.
+    files = Exists(Job.input_files.through.objects.filter(job_id=OuterRef("id")))
+    jobs = Job.objects.select_related("node").annotate(has_input_files=files)
+    if handed_over:
+        try:
+            return jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False), False
+        except Job.DoesNotExist:
+            return None
+    # Taken over from an executor that stopped heart-beating: it may have posted the prompt. A job claimed
+    # before claims granted leases has no prompt id yet: it gets its ids here, before the POST.
     stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)
     leasable = Job.objects.filter(id=job_id, state__in=IN_FLIGHT, node__isnull=False).filter(
         Q(worker="") | Q(worker=worker) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
@@ -180,16 +192,17 @@ def job_lease(*, job_id: Any, worker: str) -> tuple[Job, bool] | None:
     )
     if not fresh and not leasable.update(**lease):
         return None
-    # Whether it has input files to upload, in the same query: most jobs have none.
-    files = Exists(Job.input_files.through.objects.filter(job_id=OuterRef("id")))
-    return Job.objects.select_related("node").annotate(has_input_files=files).get(id=job_id), not fresh
+    return jobs.get(id=job_id), not fresh
 
 
-def job_heartbeat(*, job: Job) -> bool:
-    """Refresh the lease; False when the job has ended or another worker took it over."""
-    return bool(
-        Job.objects.filter(id=job.id, worker=job.worker, state__in=IN_FLIGHT).update(heartbeat_at=timezone.now())
-    )
+def job_heartbeat(*, job: Job, worker: str) -> bool:
+    """Refresh the lease, renamed for the executor `worker` (a handed-over lease does not name it); False
+    when the job has ended or another worker took it over."""
+    fresh = Job.objects.filter(id=job.id, worker=job.worker, state__in=IN_FLIGHT)
+    if not fresh.update(heartbeat_at=timezone.now(), worker=worker):
+        return False
+    job.worker = worker
+    return True
 
 
 def job_resubmitting(*, job: Job) -> None:

@@ -9,8 +9,8 @@ from generations import cache, executor, services, webhooks
 # and a worker holding one when Redis restarts stops consuming for good (kombu 5.7 restores unacked
 # messages over the closed connection). The sweep's reaper re-runs a job whose executor died instead.
 @shared_task(ignore_result=True)
-def execute_job(job_id: str) -> None:
-    executor.execute(job_id)
+def execute_job(job_id: str, handed_over: str = "") -> None:
+    executor.execute(job_id, handed_over=handed_over)
 
 
 @shared_task(ignore_result=True)

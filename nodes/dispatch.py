@@ -277,14 +277,13 @@ def _plan_queue(nodes: list[NodeView], *, slots: int) -> tuple[dict[Any, Job], l
 def _claim(job: Job, node: Node) -> bool:
     if not claim_slot(node_id=node.id):
         return False
-    now = timezone.now()
-    won = Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(
-        state=Job.State.ASSIGNED, node=node, assigned_at=now
-    )
-    if not won:
+    # `attempts` as read in this transaction, which holds the job's row (lock or SQLite's write lock).
+    fields = job.hand_over(node, timezone.now())
+    if not Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(**fields):
         release_slot(node_id=node.id)  # cancelled meanwhile
         return False
-    job.state, job.node, job.assigned_at = Job.State.ASSIGNED, node, now
+    for name, value in fields.items():
+        setattr(job, name, value)
     return True
 
 
