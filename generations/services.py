@@ -38,13 +38,16 @@ class QueueFull(JobError):
         self.retry_after = retry_after
 
 
-def enqueue_dispatch(*, queued: bool = False, node_id: int | None = None) -> list[tuple[Job, Node]]:
+def enqueue_dispatch(
+    *, queued: bool = False, node_id: int | None = None, nodes: list[Node] | None = None
+) -> list[tuple[Job, Node]]:
     """Fill free node slots: claimed inside the caller's transaction, handed to workers once it commits.
 
     Claiming in the transaction that freed a slot or queued a job saves a write transaction (SQLite's one
     writer lock) per job over claiming after the commit. Outside a transaction this is dispatch_now().
     Returns the (job, node) pairs claimed. `queued`: the caller knows a job is queued (it just queued one).
-    `node_id`: fill only that node (the caller freed its slot and holds its row).
+    `node_id`: fill only that node (the caller freed its slot and holds its row). `nodes`: the nodes as the
+    caller's transaction read them.
     """
     if not transaction.get_connection().in_atomic_block:
         # robust: with the database or Redis failing, the caller's write stands; the sweep dispatches later.
@@ -54,7 +57,7 @@ def enqueue_dispatch(*, queued: bool = False, node_id: int | None = None) -> lis
         return []
     try:
         with transaction.atomic():  # a savepoint: a failed claim leaves the caller's writes alone
-            pairs = claim_jobs(node_id=node_id)
+            pairs = claim_jobs(node_id=node_id, nodes=nodes)
     except DatabaseError:
         # The job is still accepted, or still finished: beat's sweep dispatches what is queued.
         log.warning("claiming queued jobs failed; the sweep will dispatch them", exc_info=True)
@@ -112,9 +115,10 @@ def job_create(
     pending = Job.objects.queued().count()
     if pending >= settings.COMFYROUTER_PENDING_LIMIT:
         raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
-    unrunnable = _unrunnable(prompt)  # reads, before the write lock is taken
     try:
         with transaction.atomic():
+            nodes = list(Node.objects.filter(enabled=True))  # read once: for the models, then for the claim
+            unrunnable = _unrunnable(prompt, nodes)
             job = Job.objects.create(
                 prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
                 source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
@@ -124,7 +128,7 @@ def job_create(
             if unrunnable:
                 _finish(job, Job.State.FAILED, error=unrunnable)
             else:
-                pairs = enqueue_dispatch(queued=True)
+                pairs = enqueue_dispatch(queued=True, nodes=nodes)
                 if mine := next((claimed for claimed, _node in pairs if claimed.id == job.id), None):
                     # Announced as assigned when handed over.
                     for name in mine.hand_over(mine.node, mine.assigned_at):
@@ -153,11 +157,10 @@ def _idempotent_job(owner, key: str) -> Job | None:
     return Job.objects.filter(owner=owner, idempotency_key=key).first()
 
 
-def _unrunnable(prompt: dict[str, Any]) -> str:
-    nodes = [NodeView.from_node(node) for node in Node.objects.filter(enabled=True)]
+def _unrunnable(prompt: dict[str, Any], nodes: list[Node]) -> str:
     if not nodes:
         return ""  # no fleet yet: the job waits for a node, up to the queue timeout
-    missing = missing_models(prompt, nodes)
+    missing = missing_models(prompt, [NodeView.from_node(node) for node in nodes])
     if not missing:
         return ""
     listed = "; ".join(f"{folder}: {', '.join(sorted(names))}" for folder, names in sorted(missing.items()))
