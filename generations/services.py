@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -332,10 +332,8 @@ def _learned(job: Job, finished_at) -> dict[str, Any]:
     learned: dict[str, Any] = {}
     if job.started_at:
         seconds = (finished_at - job.started_at).total_seconds()
-        learned["avg_job_seconds"] = Case(
-            When(avg_job_seconds__isnull=True, then=Value(seconds)),
-            default=F("avg_job_seconds") * 0.8 + Value(0.2 * seconds),
-        )
+        # NULL (no job timed yet) stays NULL through the arithmetic: the first job's time is taken as it is.
+        learned["avg_job_seconds"] = Coalesce(F("avg_job_seconds") * 0.8 + Value(0.2 * seconds), Value(seconds))
     if checkpoint := primary_checkpoint(job.prompt):
         learned["loaded_checkpoint"] = checkpoint
     return learned
