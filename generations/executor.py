@@ -67,7 +67,7 @@ def cancel_on_node(job: Job) -> None:
 
 class JobRun:
     def __init__(self, job: Job, *, posted: bool, worker: str) -> None:
-        self.job = job  # as job_lease gives it: with its node, and `has_input_files`
+        self.job = job  # as job_lease gives it: with its node
         self.posted = posted  # an earlier executor may have posted the prompt: re-attach to it first
         self.worker = worker  # the lease's name from the first heartbeat on
         self.node = job.node

@@ -63,6 +63,9 @@ class Job(models.Model):
     inputs = models.JSONField(default=dict, blank=True)
     prompt = models.JSONField(default=dict, blank=True, help_text="The rendered API-format graph.")
     input_files = models.ManyToManyField("generations.CachedFile", blank=True, related_name="jobs")
+    has_input_files = models.BooleanField(
+        default=False, editable=False, help_text="Whether it has input files: its executor reads them only then."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
     node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -112,6 +112,7 @@ def job_create(
     """Queue a rendered prompt; the same idempotency key from the same owner returns the first job."""
     if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
         return existing
+    files = list(files)
     pending = Job.objects.queued().count()
     if pending >= settings.COMFYROUTER_PENDING_LIMIT:
         raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
@@ -122,6 +123,7 @@ def job_create(
             job = Job.objects.create(
                 prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
                 source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
+                has_input_files=bool(files),
             )  # fmt: skip
             if files:
                 job.input_files.set(files)
@@ -175,9 +177,7 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
     as it is, without a write; Celery delivers the message once (acked on receipt). If the job ended, or
     the reaper gave it to another executor meanwhile, the lease no longer matches.
     """
-    # Whether it has input files to upload, in the same query: most jobs have none.
-    files = Exists(Job.input_files.through.objects.filter(job_id=OuterRef("id")))
-    jobs = Job.objects.select_related("node").annotate(has_input_files=files)
+    jobs = Job.objects.select_related("node")
     if handed_over:
         try:
             return jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False), False
