@@ -288,27 +288,31 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
     it left loaded and its moving-average job time.
     """
     with transaction.atomic(savepoint=False):  # inside job_succeed's transaction: no savepoint to pay for
-        # Locked until the commit (SQLite: the transaction holds the one write lock): no other writer (an
-        # executor's heartbeat thread writing the start, a claimer) changes the row before the update below.
-        unfinished = Job.objects.select_for_update().filter(id=job.id, state__in=states)
-        current = unfinished.values_list("state", "node_id").first()
-        if current is None:
-            return False
         now = timezone.now()
         # A due webhook is written with the final state: if the message sending it is lost, the sweep sends it.
         webhook = {"webhook_next_at": now} if job.webhook_url else {}
         if job.started_at and "started_at" not in fields:
             fields["started_at"] = job.started_at  # a job may end before its executor wrote its start
-        Job.objects.filter(id=job.id).update(state=state, finished_at=now, worker="", **webhook, **fields)
+        values = {"state": state, "finished_at": now, "worker": "", **webhook, **fields}
+        # Conditional UPDATEs decide, each atomic: the first frees the slot of the node the caller knows the
+        # job on. A job in flight on another node (requeued and claimed again meanwhile) is not the caller's.
+        in_flight = [s for s in states if s in IN_FLIGHT]
+        freed = bool(in_flight) and bool(
+            Job.objects.filter(id=job.id, state__in=in_flight, node_id=job.node_id).update(**values)
+        )
+        if not freed and not (
+            Job.State.QUEUED in states and Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(**values)
+        ):
+            return False
         # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
         transaction.on_commit(lambda: _finished(job), robust=True)
-        if current[0] in IN_FLIGHT and current[1]:
-            release_slot(node_id=current[1], **(_learned(job, now) if learn else {}))
-            enqueue_dispatch(node_id=current[1])  # the freed slot is refilled in this transaction
+        if freed and job.node_id:
+            release_slot(node_id=job.node_id, **(_learned(job, now) if learn else {}))
+            enqueue_dispatch(node_id=job.node_id)  # the freed slot is refilled in this transaction
         # The written values go on the job; those the database computed (F expressions) are read back:
         # _finished reports the row.
         computed = []
-        for name, value in {"state": state, "finished_at": now, "worker": "", **webhook, **fields}.items():
+        for name, value in values.items():
             if hasattr(value, "resolve_expression"):
                 computed.append(name)
             else:

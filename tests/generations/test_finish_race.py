@@ -57,3 +57,21 @@ def test_an_end_racing_the_start_write_still_succeeds_the_job_and_frees_the_slot
     node.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED
     assert node.running == 0
+
+
+def test_an_executor_that_lost_its_job_to_another_node_cannot_end_it(user):
+    first = Node.objects.create(name="gpu-a", base_url="http://127.0.0.1:9", status=Node.Status.BUSY)
+    second = Node.objects.create(name="gpu-b", base_url="http://127.0.0.1:8", status=Node.Status.BUSY, running=1)
+    job = Job.objects.create(prompt=txt2img(), owner=user, state=Job.State.ASSIGNED, node=first,
+                             assigned_at=timezone.now(), worker="w")  # fmt: skip
+    stale = Job.objects.get(id=job.id)  # as the first executor holds it
+    # Requeued (node a lost) and claimed again by node b, whose executor now runs it.
+    Job.objects.filter(id=job.id).update(node=second, worker="w2")
+
+    assert services.job_fail(job=stale, error="node a lost") is False
+    assert Job.objects.get(id=job.id).state == Job.State.ASSIGNED
+    assert Node.objects.get(id=second.id).running == 1
+
+    assert services.job_succeed(job=Job.objects.get(id=job.id), outputs=[]) is True
+    assert Job.objects.get(id=job.id).state == Job.State.SUCCEEDED
+    assert Node.objects.get(id=second.id).running == 0
