@@ -40,6 +40,8 @@ class Job(models.Model):
 
     ACTIVE_STATES = (State.QUEUED, State.ASSIGNED, State.RUNNING)
     FINISHED_STATES = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+    # What a claim writes (hand_over).
+    HANDED_OVER = ("state", "node", "assigned_at", "heartbeat_at", "worker", "prompt_id", "client_id", "attempts")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.ENDPOINT)
@@ -122,11 +124,9 @@ class Job(models.Model):
         Celery message names the lease (`worker`), and the prompt and client ids are stored before the POST
         (an executor replacing a killed one finds the prompt on the node by them).
         """
-        return {
-            "state": Job.State.ASSIGNED, "node": node, "assigned_at": now, "heartbeat_at": now,
-            "worker": f"handed-over:{uuid.uuid4().hex[:12]}", "prompt_id": str(uuid.uuid4()),
-            "client_id": uuid.uuid4().hex, "attempts": self.attempts + 1,
-        }  # fmt: skip
+        lease, prompt_id, client_id = f"handed-over:{uuid.uuid4().hex[:12]}", str(uuid.uuid4()), uuid.uuid4().hex
+        values = (Job.State.ASSIGNED, node, now, now, lease, prompt_id, client_id, self.attempts + 1)
+        return dict(zip(Job.HANDED_OVER, values, strict=True))
 
     @property
     def is_finished(self) -> bool:

@@ -133,7 +133,7 @@ def job_create(
                 pairs = enqueue_dispatch(queued=True, nodes=nodes)
                 if mine := next((claimed for claimed, _node in pairs if claimed.id == job.id), None):
                     # Announced as assigned when handed over.
-                    for name in mine.hand_over(mine.node, mine.assigned_at):
+                    for name in Job.HANDED_OVER:
                         setattr(job, name, getattr(mine, name))
                 else:
                     transaction.on_commit(lambda: job_announce(job=job), robust=True)
@@ -297,12 +297,10 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         # Conditional UPDATEs decide, each atomic: the first frees the slot of the node the caller knows the
         # job on. A job in flight on another node (requeued and claimed again meanwhile) is not the caller's.
         in_flight = [s for s in states if s in IN_FLIGHT]
-        freed = bool(in_flight) and bool(
-            Job.objects.filter(id=job.id, state__in=in_flight, node_id=job.node_id).update(**values)
-        )
-        if not freed and not (
-            Job.State.QUEUED in states and Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(**values)
-        ):
+        ending = Job.objects.filter(id=job.id)
+        freed = bool(in_flight and ending.filter(state__in=in_flight, node_id=job.node_id).update(**values))
+        queued = Job.State.QUEUED in states
+        if not freed and not (queued and ending.filter(state=Job.State.QUEUED).update(**values)):
             return False
         # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
         transaction.on_commit(lambda: _finished(job), robust=True)

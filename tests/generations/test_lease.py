@@ -64,3 +64,11 @@ def test_the_first_heartbeat_names_the_executor_and_a_lost_lease_stays_lost(clai
     Job.objects.filter(id=job.id).update(worker="w:2:b")  # taken over
     assert not services.job_heartbeat(job=job, worker="w:1:a")
     assert Job.objects.get(id=job.id).worker == "w:2:b"
+
+
+def test_a_job_claimed_as_it_is_created_comes_back_as_claimed(user):
+    Node.objects.create(name="gpu", base_url="http://127.0.0.1:9", status=Node.Status.IDLE)
+    job = services.job_create(prompt=txt2img(), owner=user)
+    row = Job.objects.get(id=job.id)
+    assert [getattr(job, name) for name in Job.HANDED_OVER] == [getattr(row, name) for name in Job.HANDED_OVER]
+    assert job.state == Job.State.ASSIGNED and job.attempts == 1 and job.worker.startswith("handed-over:")
