@@ -174,15 +174,21 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
     have posted its prompt; None if the job is finished or leased elsewhere.
 
     `handed_over`: the lease the claim granted with the job (Job.hand_over). The first executor takes it
-    as it is, without a write; Celery delivers the message once (acked on receipt). If the job ended, or
-    the reaper gave it to another executor meanwhile, the lease no longer matches.
+    as it is, without a write (unless the message waited half the stale time: then it renews it); Celery
+    delivers the message once (acked on receipt). If the job ended, or the reaper gave it to another
+    executor meanwhile, the lease no longer matches.
     """
     jobs = Job.objects.select_related("node")
     if handed_over:
         try:
-            return jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False), False
+            job = jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False)
         except Job.DoesNotExist:
             return None
+        # A message that waited long for a free worker thread renews the lease before the reaper takes it.
+        late = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER / 2)
+        if job.heartbeat_at and job.heartbeat_at < late and not job_heartbeat(job=job, worker=worker):
+            return None
+        return job, False
     # Taken over from an executor that stopped heart-beating: it may have posted the prompt. A job claimed
     # before claims granted leases has no prompt id yet: it gets its ids here, before the POST.
     stale = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER)

@@ -72,3 +72,12 @@ def test_a_job_claimed_as_it_is_created_comes_back_as_claimed(user):
     row = Job.objects.get(id=job.id)
     assert [getattr(job, name) for name in Job.HANDED_OVER] == [getattr(row, name) for name in Job.HANDED_OVER]
     assert job.state == Job.State.ASSIGNED and job.attempts == 1 and job.worker.startswith("handed-over:")
+
+
+def test_a_handed_over_lease_taken_late_is_renewed_before_the_post(claimed, settings):
+    long_ago = timezone.now() - timedelta(seconds=settings.COMFYROUTER_STALE_AFTER - 1)
+    Job.objects.filter(id=claimed.id).update(heartbeat_at=long_ago)
+
+    job, posted = services.job_lease(job_id=claimed.id, worker="w:1:a", handed_over=claimed.worker)
+    row = Job.objects.get(id=claimed.id)
+    assert not posted and job.worker == row.worker == "w:1:a" and row.heartbeat_at > long_ago
