@@ -124,9 +124,14 @@ class Job(models.Model):
         Celery message names the lease (`worker`), and the prompt and client ids are stored before the POST
         (an executor replacing a killed one finds the prompt on the node by them).
         """
-        lease, prompt_id, client_id = f"handed-over:{uuid.uuid4().hex[:12]}", str(uuid.uuid4()), uuid.uuid4().hex
-        values = (Job.State.ASSIGNED, node, now, now, lease, prompt_id, client_id, self.attempts + 1)
-        return dict(zip(Job.HANDED_OVER, values, strict=True))
+        lease = f"handed-over:{uuid.uuid4().hex[:12]}"
+        return {"state": Job.State.ASSIGNED, "node": node, "assigned_at": now, "heartbeat_at": now,
+                "worker": lease, **Job.prompt_ids(), "attempts": self.attempts + 1}  # fmt: skip
+
+    @staticmethod
+    def prompt_ids() -> dict[str, str]:
+        """New ComfyUI prompt and client ids for a job, stored before its prompt is posted."""
+        return {"prompt_id": str(uuid.uuid4()), "client_id": uuid.uuid4().hex}
 
     @property
     def is_finished(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -196,9 +195,7 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
         Q(worker="") | Q(worker=worker) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
     )
     lease = {"worker": worker, "heartbeat_at": timezone.now()}
-    fresh = leasable.filter(prompt_id="").update(
-        **lease, prompt_id=str(uuid.uuid4()), client_id=uuid.uuid4().hex, attempts=F("attempts") + 1
-    )
+    fresh = leasable.filter(prompt_id="").update(**lease, **Job.prompt_ids(), attempts=F("attempts") + 1)
     if not fresh and not leasable.update(**lease):
         return None
     return jobs.get(id=job_id), not fresh

@@ -32,6 +32,7 @@ def test_a_claim_grants_the_lease_and_stores_the_ids_before_any_post(claimed):
     assert row.worker.startswith("handed-over:") and row.worker == claimed.worker
     assert row.prompt_id == claimed.prompt_id != "" and row.client_id == claimed.client_id != ""
     assert row.heartbeat_at == row.assigned_at == claimed.assigned_at
+    assert set(row.hand_over(row.node, row.assigned_at)) == set(Job.HANDED_OVER)
 
 
 def test_the_executor_named_by_the_claim_takes_the_lease_without_a_write(claimed):
