@@ -5,12 +5,13 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from django.db import connections, transaction
 
-from comfyrouter.sqlite.base import WriteLock, write_lock
+from comfyrouter.sqlite.base import FifoLock, WriteLock, write_lock
 
 ALIAS = "sqlite_write_lock"
 
@@ -108,3 +109,35 @@ def test_many_threads_writing_at_once_lose_no_write(db_alias):
 
     assert count(db_alias) == 16 * 25 * 2
     assert not lock_of(db_alias).threads.locked()
+
+
+def test_the_thread_lock_goes_to_waiting_writers_in_the_order_they_came():
+    lock, order = FifoLock(), []
+
+    def write(n: int) -> None:
+        assert lock.acquire(timeout=10)
+        order.append(n)
+        lock.release()
+
+    lock.acquire()
+    threads = []
+    for n in range(8):
+        threads.append(threading.Thread(target=write, args=(n,)))
+        threads[-1].start()
+        while len(lock.waiters) <= n:  # queued before the next one comes
+            time.sleep(0.001)
+    lock.release()
+    for thread in threads:
+        thread.join(10)
+
+    assert order == list(range(8)) and not lock.locked()
+
+
+def test_a_writer_that_waited_too_long_leaves_the_queue():
+    lock = FifoLock()
+    lock.acquire()
+    started = time.monotonic()
+    assert not lock.acquire(timeout=0.05) and time.monotonic() - started >= 0.05
+    assert not lock.waiters
+    lock.release()
+    assert not lock.locked() and lock.acquire(timeout=0)
