@@ -7,6 +7,8 @@ matched, a crash) in JSON for API clients and as the usual pages for browsers.
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import (
     BadRequest,
@@ -16,6 +18,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -28,6 +31,18 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body too large."
     default_code = "payload_too_large"
+
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+
+    def __init__(self) -> None:
+        self.wait = settings.COMFYROUTER_RETRY_AFTER
+        super().__init__(f"The database is busy or unreachable; retry in {self.wait} s.")
 
 
 class BadRequestError(exceptions.APIException):
@@ -43,7 +58,8 @@ def body_too_large_message(size: int | None = None) -> str:
 
 
 def as_api_exception(exc: Exception) -> Exception:
-    """The DRF exception for what Django raises on bad input; anything else unchanged."""
+    """The DRF exception for what Django raises on bad input or an unavailable database; anything else
+    unchanged."""
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(body_too_large_message())
     if isinstance(exc, UnicodeDecodeError):
@@ -56,6 +72,11 @@ def as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError(as_serializer_error(exc))
     if isinstance(exc, BadRequest | TooManyFieldsSent | TooManyFilesSent):
         return BadRequestError(str(exc) or None)
+    if isinstance(exc, OperationalError):
+        # A writer timed out behind others, or the database server is down: the client may retry (a run
+        # with an Idempotency-Key safely). The cause is logged: it may also be a bug.
+        log.error("database error answered 503: %s", exc, exc_info=exc)
+        return DatabaseUnavailable()
     if isinstance(exc, SuspiciousOperation):
         # Other suspicious operations (e.g. storage path traversal) may name server paths.
         return BadRequestError()

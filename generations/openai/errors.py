@@ -84,6 +84,7 @@ def first_problem(detail: Any) -> tuple[str | None, str]:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's EXCEPTION_HANDLER for /v1 views."""
+    exc = as_api_exception(exc)
     error = from_exception(exc)
     if error is None:
         return None

@@ -12,6 +12,7 @@ import json
 import pytest
 from django.core.exceptions import RequestDataTooBig, SuspiciousFileOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import UnreadablePostError
 from django.urls import path
 from rest_framework import serializers
@@ -183,6 +184,15 @@ def test_django_input_errors_become_4xx_in_drf_shape(exc: Exception, status: int
     assert response is not None and response.status_code == status
     assert expected.items() <= response.data.items()
     assert "/etc/passwd" not in str(response.data)
+
+
+def test_a_busy_or_unreachable_database_is_a_503_with_retry_after(settings):
+    response = exception_handler(OperationalError("database is locked: ..."), {})
+
+    assert response is not None and response.status_code == 503
+    assert response.data["code"] == "database_unavailable" and "retry in" in response.data["detail"]
+    assert response["Retry-After"] == str(settings.COMFYROUTER_RETRY_AFTER)
+    assert "locked" not in str(response.data)
 
 
 def test_other_exceptions_are_left_to_django():

@@ -6,8 +6,10 @@ import httpx
 import openai
 import pytest
 from django.contrib.auth.hashers import make_password
+from django.db import OperationalError
 
 from generations.models import Job
+from generations.openai import errors as openai_errors
 from tests.conftest import PASSWORD
 from tests.generations.conftest import register
 
@@ -114,3 +116,11 @@ def test_a_job_past_the_endpoint_max_wait_is_a_503_and_is_cancelled(client, fake
     assert caught.value.status_code == 503 and caught.value.code == "timeout"
     job = Job.objects.get()
     assert job.state == Job.State.CANCELLED or job.cancel_requested
+
+
+def test_a_busy_database_is_a_503_with_retry_after_in_openai_shape(settings):
+    response = openai_errors.exception_handler(OperationalError("database is locked: ..."), {})
+
+    assert response is not None and response.status_code == 503
+    assert response.data["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"] == str(settings.COMFYROUTER_RETRY_AFTER)
