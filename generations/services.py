@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -81,12 +83,41 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     return pairs
 
 
-def _hand_over(pairs: list[tuple[Job, Node]]) -> None:
-    """Send each claimed job to a worker to execute, and tell viewers it is assigned."""
+_keeping = threading.local()
+
+
+@contextlib.contextmanager
+def keeping_a_job() -> Iterator[list[tuple[str, str]]]:
+    """Of the jobs this thread hands over inside the block, keep the first for the caller to execute next.
+
+    Yields a list that receives (job id, lease) of the kept job; the others go to workers as usual. An
+    executor whose job's end refilled the freed slot runs the new job itself: no broker round trip between
+    a node's jobs. Should the caller die before running it, the reaper hands it over like a lost message.
+    """
     from generations.tasks import execute_job
 
+    kept: list[tuple[str, str]] = []
+    _keeping.jobs = kept
+    try:
+        yield kept
+    except BaseException:
+        for job_id, lease in kept:  # the caller cannot run it: a worker will
+            execute_job.delay(job_id, lease)
+        raise
+    finally:
+        _keeping.jobs = None
+
+
+def _hand_over(pairs: list[tuple[Job, Node]]) -> None:
+    """Send each claimed job to a worker to execute (or keep one, see keeping_a_job); tell viewers."""
+    from generations.tasks import execute_job
+
+    kept = getattr(_keeping, "jobs", None)
     for job, _node in pairs:
-        execute_job.delay(str(job.id), job.worker)  # the lease the claim granted
+        if kept is not None and not kept:
+            kept.append((str(job.id), job.worker))
+        else:
+            execute_job.delay(str(job.id), job.worker)  # the lease the claim granted
         job_announce(job=job)
 
 

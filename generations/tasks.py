@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.worker import state as worker_state
+from django.db import close_old_connections
 
 from generations import cache, executor, services, webhooks
 
@@ -10,7 +12,17 @@ from generations import cache, executor, services, webhooks
 # messages over the closed connection). The sweep's reaper re-runs a job whose executor died instead.
 @shared_task(ignore_result=True)
 def execute_job(job_id: str, handed_over: str = "") -> None:
-    executor.execute(job_id, handed_over=handed_over)
+    """Execute the job, then each job that a job's end handed to this thread, until the worker stops."""
+    while True:
+        with services.keeping_a_job() as kept:
+            executor.execute(job_id, handed_over=handed_over)
+        if not kept:
+            return
+        job_id, handed_over = kept[0]
+        if worker_state.should_stop is not None or worker_state.should_terminate is not None:
+            execute_job.delay(job_id, handed_over)  # a stopping worker takes no more: another one will
+            return
+        close_old_connections()  # between jobs as between tasks (comfyrouter/celery.py)
 
 
 @shared_task(ignore_result=True)
