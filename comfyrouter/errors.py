@@ -26,14 +26,13 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
+log = logging.getLogger(__name__)
+
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body too large."
     default_code = "payload_too_large"
-
-
-log = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(exceptions.APIException):

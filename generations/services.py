@@ -101,8 +101,9 @@ def keeping_a_job() -> Iterator[list[tuple[str, str]]]:
     try:
         yield kept
     except BaseException:
-        for job_id, lease in kept:  # the caller cannot run it: a worker will
-            execute_job.delay(job_id, lease)
+        for job_id, lease in kept:  # the caller cannot run it: a worker will (the reaper, if Redis is down)
+            with contextlib.suppress(Exception):
+                execute_job.delay(job_id, lease)
         raise
     finally:
         _keeping.jobs = None
