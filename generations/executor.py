@@ -8,10 +8,11 @@ import socket
 import threading
 import time
 import uuid
+from concurrent import futures
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections
 
 from generations import cache, files, outputs, progress, services
 from generations.models import Job
@@ -28,6 +29,24 @@ log = logging.getLogger(__name__)
 LIVE_WRITE_SECONDS = 0.5
 # The newest preview (for GET /preview and late joiners) is stored at most this often; viewers get each one.
 PREVIEW_STORE_SECONDS = 0.1
+
+
+# As many heartbeat threads as this process runs jobs at once (each beats until its job ends). The bound only
+# guards against a runaway: a job whose heartbeat waited for a thread would lose its lease.
+MAX_HEARTBEAT_THREADS = 1024
+_heartbeats: tuple[int, futures.ThreadPoolExecutor] | None = None
+_heartbeats_lock = threading.Lock()
+
+
+def heartbeat_threads() -> futures.ThreadPoolExecutor:
+    """This process's heartbeat threads. They outlive a job, and so does each one's database connection: a
+    thread per job opened a connection per job longer than LIVE_WRITE_SECONDS (on PostgreSQL, a login and a
+    server process each)."""
+    global _heartbeats
+    with _heartbeats_lock:
+        if _heartbeats is None or _heartbeats[0] != os.getpid():  # a forked child starts its own
+            _heartbeats = os.getpid(), futures.ThreadPoolExecutor(MAX_HEARTBEAT_THREADS, "heartbeat")
+        return _heartbeats[1]
 
 
 class CancelledBeforeStart(Exception):
@@ -84,14 +103,13 @@ class JobRun:
         self.preview_stored = -PREVIEW_STORE_SECONDS  # monotonic time; the first preview is stored at once
 
     def run(self) -> None:
-        beat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job.id}", daemon=True)
-        beat.start()
+        beat = heartbeat_threads().submit(self._heartbeat)
         try:
             self._run()
         finally:
             self.stop.set()
             self._close_stream()
-            beat.join(timeout=5)
+            futures.wait([beat], timeout=5)
 
     def _run(self) -> None:
         job = self.job
@@ -201,10 +219,13 @@ class JobRun:
     def _heartbeat(self) -> None:
         """Write the job's start and progress when they change, keep the lease fresh and turn a cancel request
         into a targeted interrupt: off the thread that reads events, which never waits for the database."""
+        close_old_connections()  # the thread's connection from its last job: kept if healthy and young
         try:
             self._beat()
-        finally:
-            connections.close_all()  # this thread's own: no one else can close them
+        except Exception:
+            log.exception(
+                "job %s: heartbeat failed; the reaper takes the job if its lease goes stale", self.job.id
+            )
 
     def _beat(self) -> None:
         beat_due = time.monotonic() + settings.COMFYROUTER_HEARTBEAT_INTERVAL
