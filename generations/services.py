@@ -78,7 +78,7 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     # A read first: most calls (each sweep) find the queue empty, and need no write lock.
     if not Job.objects.queued().exists():
         return []
-    pairs = claim_jobs()
+    pairs = claim_jobs(wait_for_locked=True)  # its own transaction
     _hand_over(pairs)
     return pairs
 

@@ -236,7 +236,11 @@ def release_slot(*, node_id: int, **learned: Any) -> bool:
 
 
 def claim_jobs(
-    *, limit: int | None = None, node_id: int | None = None, nodes: Iterable[Node] | None = None
+    *,
+    limit: int | None = None,
+    node_id: int | None = None,
+    nodes: Iterable[Node] | None = None,
+    wait_for_locked: bool = False,
 ) -> list[tuple[Job, Node]]:
     """Assign queued jobs to free node slots in one transaction (or the caller's); returns the pairs won.
 
@@ -244,6 +248,9 @@ def claim_jobs(
     end) refills it; it then takes no other node's row lock, and no cycle can form with other claimers.
     `nodes`: the nodes as the caller's transaction read them, if it did (a slot is taken only if the
     node's row still has it free).
+    `wait_for_locked`: when other claimers hold every job the window would read (PostgreSQL), wait for them
+    and read what they leave queued, instead of claiming nothing. Only for a claim in a transaction of its
+    own, which holds no row before it reads the queue: waiting then closes no lock cycle.
     """
     with transaction.atomic(savepoint=False):
         if nodes is None:
@@ -255,18 +262,20 @@ def claim_jobs(
         slots = slots if limit is None else min(slots, limit)
         if not slots:
             return []
-        jobs, pairs = _plan_queue(views, slots=slots)
+        jobs, pairs = _plan_queue(views, slots=slots, wait_for_locked=wait_for_locked)
         # Node rows are updated in id order so two PostgreSQL claimers never wait on each other in a cycle.
         pairs = sorted(pairs[:slots], key=lambda pair: pair[1])
         return [(jobs[j], nodes[n]) for j, n in pairs if _claim(jobs[j], nodes[n])]
 
 
-def _plan_queue(nodes: list[NodeView], *, slots: int) -> tuple[dict[Any, Job], list[tuple[Any, int]]]:
+def _plan_queue(
+    nodes: list[NodeView], *, slots: int, wait_for_locked: bool
+) -> tuple[dict[Any, Job], list[tuple[Any, int]]]:
     in_flight: dict[str, int] | None = None
     # Most calls fill a slot or two from the head of the queue, so read a few jobs per slot; the
     # wide window is read only when those can't use the free nodes (no head-of-line blocking).
     for size in (min(slots * JOBS_PER_SLOT, QUEUE_WINDOW), QUEUE_WINDOW):
-        window, read = _lock_queue_window(size)
+        window, read = _lock_queue_window(size, wait_for_locked=wait_for_locked)
         jobs = {job.id: job for job in window}
         views = [JobView.from_job(job) for job in jobs.values()]
         # In-flight counts only change the order between clients: one client's window needs none.
@@ -291,23 +300,29 @@ def _claim(job: Job, node: Node) -> bool:
     return True
 
 
-def _lock_queue_window(size: int) -> tuple[list[Job], int]:
+def _lock_queue_window(size: int, *, wait_for_locked: bool = False) -> tuple[list[Job], int]:
     """The next `size` queued jobs in fair order that this transaction could lock, and how many it read."""
     # Index order first: with one client it is the fair order (its turns follow its created_at), and the
     # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is not needed.
     # (Rows other claimers hold are not in it: they are being assigned, and do not change whose turn it is.)
-    head = _lockable(Job.objects.queued().order_by("-priority", "created_at", "id")[:size])
+    head = _lockable(Job.objects.queued().order_by("-priority", "created_at", "id")[:size], wait=wait_for_locked)
     if _one_client(head, size):
         return head, len(head)
     ids = _fair_queue_ids(size)
     return _lockable(Job.objects.queued().filter(id__in=ids).order_by()), len(ids)
 
 
-def _lockable(jobs: QuerySet[Job]) -> list[Job]:
-    if connection.features.has_select_for_update_skip_locked:
-        # Rows another claimer holds are skipped, not waited for: it is assigning them now.
-        jobs = jobs.select_for_update(skip_locked=True)
-    return list(jobs)
+def _lockable(jobs: QuerySet[Job], *, wait: bool = False) -> list[Job]:
+    if not connection.features.has_select_for_update_skip_locked:
+        return list(jobs)
+    # Rows another claimer holds are skipped, not waited for: it is assigning them now.
+    rows = list(jobs.select_for_update(skip_locked=True))
+    if rows or not wait:
+        return rows
+    # Every row is held, by claimers assigning them to the nodes they saw. A node that became ready after
+    # they looked (16 nodes resumed at once) would get nothing until the next sweep: wait for them instead,
+    # and read the jobs they left queued.
+    return list(jobs.select_for_update())
 
 
 def _fair_queue_ids(size: int) -> list[Any]:

@@ -164,3 +164,31 @@ def test_racing_claimers_run_every_job_exactly_once_within_capacity():
     assert max(peaks) <= 2
     assert {n.running for n in Node.objects.all()} == {0}
     assert set(Job.objects.values_list("node", flat=True)) <= {n.id for n in nodes}
+
+
+@pytest.mark.skipif(not connection.features.has_select_for_update_skip_locked, reason="row locks: PostgreSQL")
+def test_nodes_resumed_at_once_each_get_their_jobs_though_earlier_claimers_lock_the_queue():
+    # Each resume claims for the nodes ready so far, reading (locking) 4 jobs per free slot: the first few
+    # claimers can hold every queued job, and a later node's own claim then found none to take.
+    from generations.services import dispatch_now
+
+    for _ in range(3):
+        Job.objects.all().delete()
+        Node.objects.all().delete()
+        nodes = [make_node(status=Node.Status.DRAINING) for _ in range(16)]
+        make_queue(150)
+        start = threading.Barrier(len(nodes))
+
+        def resume(node: Node, start: threading.Barrier) -> None:
+            start.wait()
+            Node.objects.filter(id=node.id).update(status=Node.Status.IDLE)  # as node_resume commits it
+            dispatch_now()  # and as node_ready then dispatches
+            connection.close()
+
+        threads = [threading.Thread(target=resume, args=(node, start)) for node in nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+        assert sorted(Node.objects.values_list("running", flat=True)) == [2] * 16
