@@ -300,7 +300,7 @@ def _claim(job: Job, node: Node) -> bool:
     return True
 
 
-def _lock_queue_window(size: int, *, wait_for_locked: bool = False) -> tuple[list[Job], int]:
+def _lock_queue_window(size: int, *, wait_for_locked: bool) -> tuple[list[Job], int]:
     """The next `size` queued jobs in fair order that this transaction could lock, and how many it read."""
     # Index order first: with one client it is the fair order (its turns follow its created_at), and the
     # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is not needed.
