@@ -152,6 +152,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker takes a message only when one of its threads is free to start it. A thread runs the jobs its job's
+# ends claim in turn (generations.tasks.execute_job) for as long as the queue lasts: a message it prefetched
+# would wait that long, its job's node idle, while another worker had a free thread.
+CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # No ack emulation: a message is one BRPOP, not four more round trips of unacked-set bookkeeping whose

@@ -103,11 +103,11 @@ def engine(worker_env, settings):
     """Start workers with extra engine settings, applied to this process too: `engine(COMFYROUTER_X=1)`."""
     started: list[CeleryProcess] = []
 
-    def start(env: dict[str, str] | None = None, **overrides) -> CeleryProcess:
+    def start(env: dict[str, str] | None = None, *, concurrency: int = 8, **overrides) -> CeleryProcess:
         for name, value in overrides.items():
             setattr(settings, name, value)
         extra = {name: str(value) for name, value in overrides.items()}
-        process = start_worker({**worker_env, **(env or {}), **extra})
+        process = start_worker({**worker_env, **(env or {}), **extra}, concurrency=concurrency)
         started.append(process)
         return process
 

@@ -11,6 +11,7 @@ from generations.models import Job
 from generations.tasks import execute_job
 from nodes.dispatch import claim_jobs
 from nodes.models import Node
+from tests.generations.conftest import register, wait_finished, wait_running
 from tests.generations.graphs import txt2img
 
 
@@ -87,3 +88,23 @@ def test_a_stopping_worker_sends_the_job_it_kept_to_another_worker(node, user, s
     second.refresh_from_db()
     assert Job.objects.get(id=first.id).state == Job.State.CANCELLED
     assert sent == [(execute_job.name, [str(second.id), second.worker])]
+
+
+def test_a_worker_busy_with_a_chain_of_jobs_leaves_other_jobs_to_a_free_worker(engine, fakes, user):
+    # A worker whose every thread runs a node's chain of jobs must not take a message it cannot start: the
+    # job would wait until the queue ran dry, its node idle, while another worker had a free thread.
+    engine(concurrency=1)
+    slow = register(fakes(step_time=0.25), "slow", capacity=1)
+    chain = [Job.objects.create(prompt=txt2img(steps=4), owner=user) for _ in range(5)]  # about 1 s each
+    services.dispatch_now()
+    wait_running(chain[0])
+    fast = register(fakes(), "fast", capacity=1)
+    [(job, _node)] = claim_jobs(node_id=fast.id)
+    execute_job.delay(str(job.id), job.worker)  # as dispatch_now sends it, with the node's row written
+    engine(concurrency=1)  # a free thread, ready after the busy worker could have taken the message
+
+    [job] = wait_finished([job], timeout=20)
+    assert job.state == Job.State.SUCCEEDED and job.node == fast
+    # It did not wait for the chain on the other node to end.
+    unfinished = Job.objects.filter(node=slow).exclude(state__in=Job.FINISHED_STATES)
+    assert unfinished.exists(), "the job ran only once the busy worker's chain had ended"
