@@ -11,6 +11,11 @@ re-attached mid-run) costs one Redis round trip instead of one per step. They ar
 at most one of each kind per job every MIN_INTERVAL s (a 30 fps preview), the newest going out
 when the interval ends. A GPU doing 50 steps a second no longer costs 100 publishes a second per
 job, and a job's other messages (its state) still go out after its paced ones, never before.
+
+Most jobs have no viewer: an API caller waits for the result. Progress and previews of a group no one
+subscribes to are not sent at all. Whether anyone does is asked of Redis (PUBSUB NUMSUB) at most every
+AUDIENCE_RECHECK s per group, so a viewer who joins in between misses at most that much of them; it gets the
+job's state and newest preview on joining anyway. Other messages are always sent.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -37,6 +42,8 @@ JOBS_GROUP = "jobs"
 CONFLATED = frozenset({"job.progress", "job.preview"})
 # Of each CONFLATED type, one message per job goes out at most this often.
 MIN_INTERVAL = 1 / 30
+# How long Redis's answer to "does anyone listen to this group?" is trusted.
+AUDIENCE_RECHECK = 0.25
 
 Outgoing = tuple[str, dict[str, Any]]
 
@@ -101,18 +108,73 @@ class Pacer:
         return [self.held.pop(key) for key in due]
 
 
+class Audience:
+    """Which groups have subscribers, as Redis last said, asked again once an answer is `recheck` s old.
+
+    Thread-safe: a sender asks `absent` (no I/O), the publisher thread `watched` (a round trip for the groups
+    it has no fresh answer for). `count` maps group names to their subscriber counts.
+    """
+
+    def __init__(self, count: Callable[[list[str]], dict[str, int]], recheck: float = AUDIENCE_RECHECK) -> None:
+        self.count = count
+        self.recheck = recheck
+        self.answers: dict[str, tuple[bool, float]] = {}  # group: (has subscribers, asked at)
+        self.lock = threading.Lock()
+
+    def absent(self, group: str, now: float) -> bool:
+        """Whether Redis said no one listens to `group`, less than `recheck` s ago."""
+        with self.lock:
+            answer = self.answers.get(group)
+        return answer is not None and not answer[0] and now - answer[1] < self.recheck
+
+    def watched(self, groups: Collection[str], now: float) -> set[str]:
+        """Those of `groups` someone listens to; the groups without a fresh answer are asked about first."""
+        with self.lock:
+            stale = [group for group in groups if not self._fresh(group, now)]
+        if stale:
+            try:
+                counts = self.count(stale)
+            except Exception:  # noqa: BLE001 - not knowing must not silence a viewer: send, as if watched
+                log.warning("could not count the subscribers of %d groups", len(stale), exc_info=True)
+                counts = dict.fromkeys(stale, 1)
+            with self.lock:
+                # Answers no sender asked about again are dropped once stale: the table holds live jobs only.
+                for group in [group for group in self.answers if not self._fresh(group, now)]:
+                    del self.answers[group]
+                self.answers.update((group, (counts.get(group, 0) > 0, now)) for group in stale)
+        with self.lock:
+            return {group for group in groups if self.answers.get(group, (True, now))[0]}
+
+    def _fresh(self, group: str, now: float) -> bool:
+        answer = self.answers.get(group)
+        return answer is not None and now - answer[1] < self.recheck
+
+
+def subscriber_counts(groups: list[str]) -> dict[str, int]:
+    """How many subscribers each group has: its pub/sub channel's, as channels_redis's pub/sub layer names it."""
+    from comfyrouter.redisconn import redis_client
+
+    layer = get_channel_layer()._get_layer()  # this thread's loop's layer: it names the groups' channels
+    channels = {layer._get_group_channel_name(group): group for group in groups}
+    counts = redis_client().pubsub_numsub(*channels)
+    return {channels[name.decode()]: count for name, count in counts}
+
+
 class _Publisher:
     def __init__(self) -> None:
         self.pid = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pending: collections.deque[Outgoing] = collections.deque(maxlen=MAX_BACKLOG)
         self.pacer = Pacer()
+        self.audience = Audience(subscriber_counts)
         self.wakeup: asyncio.Event | None = None
         self.idle = False  # the publisher thread waits for messages: a sender must wake it
         self.wakes_at = math.inf  # when the idle publisher thread wakes by itself (a held message is due)
         self.lock = threading.Lock()  # guards all of the above
 
     def send(self, group: str, message: dict[str, Any]) -> None:
+        if message.get("type") in CONFLATED and self.audience.absent(group, time.monotonic()):
+            return  # no one watches: not even a wake-up
         with self.lock:
             loop = self._ensure_running()
             ready = self.pacer.admit([(group, message)], time.monotonic())
@@ -136,6 +198,7 @@ class _Publisher:
             self.loop = asyncio.new_event_loop()
             self.pending.clear()  # messages queued by the parent are the parent's to send
             self.pacer = Pacer()
+            self.audience = Audience(subscriber_counts)
             self.idle = False
             threading.Thread(target=self._run, args=(self.loop,), name="realtime", daemon=True).start()
         return self.loop
@@ -163,7 +226,12 @@ class _Publisher:
                 if timer is not None:
                     timer.cancel()
                 continue
+            # Progress and previews go only to groups someone listens to (see the module's docstring).
+            live = {group for group, message in batch if message.get("type") in CONFLATED}
+            watched = self.audience.watched(live, time.monotonic()) if live else set()
             for group, message in conflate(batch):
+                if message.get("type") in CONFLATED and group not in watched:
+                    continue
                 try:
                     await layer.group_send(group, message)
                 except Exception:  # noqa: BLE001 - live updates are best effort; the DB has the truth

@@ -1,6 +1,16 @@
-"""The publisher's conflation and pacing: only superseded progress and previews are dropped, order is kept."""
+"""The publisher's conflation, pacing and audience: only superseded progress and previews, and those no one
+watches, are dropped; order is kept."""
 
-from comfyrouter.realtime import Pacer, conflate
+import asyncio
+import time
+import uuid
+
+import pytest
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from comfyrouter.realtime import Audience, Pacer, conflate, publish
 
 
 def progress(job: str, value: int) -> dict:
@@ -91,3 +101,99 @@ def test_quiet_jobs_are_forgotten():
     for n in range(50):
         pacer.admit([(f"job-{n}", progress(str(n), 1))], now=float(n))
     assert len(pacer.sent_at) == 1
+
+
+class Counter:
+    """Subscriber counts as Redis would give them, and the groups each call asked about."""
+
+    def __init__(self, **counts: int) -> None:
+        self.counts, self.calls = counts, []
+
+    def __call__(self, groups: list[str]) -> dict[str, int]:
+        self.calls.append(sorted(groups))
+        return {group: self.counts.get(group, 0) for group in groups}
+
+
+def test_the_audience_asks_about_a_group_once_per_recheck_and_only_for_groups_without_an_answer():
+    count = Counter(watched=1)
+    audience = Audience(count, recheck=0.25)
+
+    assert audience.watched({"watched", "unwatched"}, now=1.0) == {"watched"}
+    assert audience.watched({"watched", "unwatched"}, now=1.2) == {"watched"}
+    assert audience.watched({"watched", "new"}, now=1.2) == {"watched"}
+    assert count.calls == [["unwatched", "watched"], ["new"]]
+    # Once an answer is `recheck` old it is asked for again: a viewer who joined is seen.
+    count.counts["unwatched"] = 2
+    assert audience.watched({"unwatched"}, now=1.25) == {"unwatched"}
+    assert count.calls[-1] == ["unwatched"]
+
+
+def test_a_sender_skips_a_group_only_while_redis_said_no_one_listens_less_than_recheck_ago():
+    audience = Audience(Counter(watched=1), recheck=0.25)
+    assert not audience.absent("unwatched", now=1.0)  # never asked: sent, and the publisher asks
+    audience.watched({"watched", "unwatched"}, now=1.0)
+    assert audience.absent("unwatched", now=1.1) and not audience.absent("watched", now=1.1)
+    assert not audience.absent("unwatched", now=1.25)
+
+
+def test_a_group_is_taken_as_watched_when_redis_cannot_say():
+    def failing(groups: list[str]) -> dict[str, int]:
+        raise redis.ConnectionError("Redis is restarting")
+
+    audience = Audience(failing, recheck=0.25)
+    assert audience.watched({"job-a"}, now=1.0) == {"job-a"}
+    assert not audience.absent("job-a", now=1.1)
+
+
+def test_answers_no_one_asks_about_again_are_forgotten():
+    audience = Audience(Counter(), recheck=0.25)
+    for n in range(50):
+        audience.watched({f"job-{n}"}, now=float(n))
+    assert list(audience.answers) == ["job-49"]
+
+
+@pytest.fixture
+def every_job_message():
+    """What the process publishes to job groups, seen through a pattern subscription (which PUBSUB NUMSUB,
+    and so the audience, does not count)."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*__group__job.*")
+    layer = get_channel_layer()
+
+    def received(seconds: float) -> list[tuple[str, str]]:
+        messages, deadline = [], time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if (item := pubsub.get_message(timeout=left)) is not None:
+                message = layer.deserialize(item["data"])
+                messages.append((item["channel"].decode().partition("__group__")[2], message["type"]))
+        return messages
+
+    yield received
+    pubsub.close()
+    client.close()
+
+
+def test_progress_and_previews_of_a_job_no_one_watches_are_not_published_its_state_is(every_job_message):
+    watched, unwatched = f"job.{uuid.uuid4()}", f"job.{uuid.uuid4()}"
+    layer = get_channel_layer()
+
+    async def main() -> tuple[list[tuple[str, str]], dict]:
+        viewer = await layer.new_channel()
+        await layer.group_add(watched, viewer)
+        try:
+            for group in (watched, unwatched):
+                publish(group, progress(group, 1))
+                publish(group, preview(group, 1))
+                publish(group, state(group, "succeeded"))
+            sent = await asyncio.to_thread(every_job_message, 1.0)
+            return sent, await asyncio.wait_for(layer.receive(viewer), 5)
+        finally:
+            await layer.group_discard(watched, viewer)
+
+    sent, first = asyncio.run(main())
+
+    assert sorted(sent) == sorted(
+        [(watched, "job.progress"), (watched, "job.preview"), (watched, "job.state"), (unwatched, "job.state")]
+    )
+    assert first["type"] == "job.progress"
