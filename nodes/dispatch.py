@@ -344,8 +344,22 @@ def _one_client(head: list[Job], size: int) -> bool:
     """Whether every queued job is one client's: the head shows it, unless it is full and may hide others."""
     if len({(job.api_key_id, job.owner_id) for job in head}) > 1:
         return False
-    clients = Job.objects.queued().order_by().values_list("api_key_id", "owner_id").distinct()
-    return len(head) < size or len(clients[:2]) < 2
+    return len(head) < size or len(_queue_client_ends()) < 2
+
+
+def _queue_client_ends() -> set[tuple[Any, Any]]:
+    """The queue's first and last (api key, owner) in the job_queue_clients index's order: equal only if all
+    are. Two index seeks, however deep one client's backlog is (a DISTINCT over the queue read all of it: 2.5 ms
+    at 5,000 queued jobs, in the write lock of every claim). In SQL: the ORM cannot limit the parts of a UNION
+    on SQLite, and two ORM queries cost more than the DISTINCT at a queue of 100."""
+    quote = connection.ops.quote_name
+    table = quote(Job._meta.db_table)
+    state, key, owner = (quote(Job._meta.get_field(name).column) for name in ("state", "api_key", "owner"))
+    end = f"SELECT {key}, {owner} FROM {table} WHERE {state} = %s ORDER BY {key} {{0}}, {owner} {{0}} LIMIT 1"
+    sql = f"SELECT * FROM ({end.format('ASC')}) lowest UNION ALL SELECT * FROM ({end.format('DESC')}) highest"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Job.State.QUEUED, Job.State.QUEUED])
+        return set(cursor.fetchall())
 
 
 def _in_flight() -> dict[str, int]:

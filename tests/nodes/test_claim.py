@@ -74,6 +74,39 @@ def test_a_late_client_is_reached_behind_a_backlog_deeper_than_the_window(django
     assert late.id in {job.id for job, _ in claimed}
 
 
+@pytest.mark.parametrize(
+    "heavy, late",
+    [
+        ("key-1", "key-2"),  # one key's backlog, another key's job
+        ("key-2", "key-1"),
+        ("key-1", "owner-1"),  # the key's owner, without a key: another client
+        ("owner-1", "key-1"),
+        ("owner-2", "owner-1"),
+        ("owner-1", "anonymous"),
+        ("anonymous", "owner-1"),
+    ],
+)
+def test_any_other_client_is_reached_behind_one_clients_backlog(django_user_model, heavy, late):
+    from comfyrouter.services import api_key_create
+
+    users = [django_user_model.objects.create(username=f"user-{n}") for n in (1, 2)]
+    keys = [api_key_create(owner=users[0], name=f"key-{n}")[0] for n in (1, 2)]
+    clients = {
+        "key-1": {"owner": users[0], "api_key": keys[0]},
+        "key-2": {"owner": users[0], "api_key": keys[1]},
+        "owner-1": {"owner": users[0]},
+        "owner-2": {"owner": users[1]},
+        "anonymous": {},
+    }
+    make_node(capacity=2)
+    make_queue(50, **clients[heavy])
+    other = make_job(**clients[late])
+
+    claimed = claim_jobs()
+
+    assert other.id in {job.id for job, _ in claimed}
+
+
 def test_claim_jobs_leaves_a_job_for_a_node_that_has_its_models():
     make_node(health={"models": {"checkpoints": ["sd15.safetensors"]}})
     make_job()
