@@ -105,7 +105,7 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["state", "-priority", "created_at"], name="job_queue_order"),
-            # Whether another client has queued jobs, without reading the queue (nodes.dispatch._one_client).
+            # Whether another client has jobs queued, without reading the queue (dispatch._queue_client_ends).
             models.Index(fields=["state", "api_key", "owner"], name="job_queue_clients"),
         ]
         constraints = [

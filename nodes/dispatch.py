@@ -309,10 +309,12 @@ def _lock_queue_window(size: int, *, wait_for_locked: bool) -> tuple[list[Job], 
     if _one_client(head, size):
         return head, len(head)
     ids = _fair_queue_ids(size)
-    return _lockable(Job.objects.queued().filter(id__in=ids).order_by()), len(ids)
+    # Never waits: this transaction holds the head's rows by now, and a claimer waiting for them could be
+    # waiting for this one.
+    return _lockable(Job.objects.queued().filter(id__in=ids).order_by(), wait=False), len(ids)
 
 
-def _lockable(jobs: QuerySet[Job], *, wait: bool = False) -> list[Job]:
+def _lockable(jobs: QuerySet[Job], *, wait: bool) -> list[Job]:
     if not connection.features.has_select_for_update_skip_locked:
         return list(jobs)
     # Rows another claimer holds are skipped, not waited for: it is assigning them now.
