@@ -32,6 +32,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from comfyrouter.redisconn import redis_client
+
 log = logging.getLogger(__name__)
 
 # Beyond this many unsent messages Redis is not keeping up: the oldest are dropped rather than grow without bound.
@@ -143,7 +145,7 @@ class Audience:
                     del self.answers[group]
                 self.answers.update((group, (counts.get(group, 0) > 0, now)) for group in stale)
         with self.lock:
-            return {group for group in groups if self.answers.get(group, (True, now))[0]}
+            return {group for group in groups if self.answers[group][0]}
 
     def _fresh(self, group: str, now: float) -> bool:
         answer = self.answers.get(group)
@@ -152,8 +154,6 @@ class Audience:
 
 def subscriber_counts(groups: list[str]) -> dict[str, int]:
     """How many subscribers each group has: its pub/sub channel's, as channels_redis's pub/sub layer names it."""
-    from comfyrouter.redisconn import redis_client
-
     layer = get_channel_layer()._get_layer()  # this thread's loop's layer: it names the groups' channels
     channels = {layer._get_group_channel_name(group): group for group in groups}
     counts = redis_client().pubsub_numsub(*channels)

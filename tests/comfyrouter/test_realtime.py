@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 from comfyrouter.realtime import Audience, Pacer, conflate, publish
+from comfyrouter.redisconn import redis_client
 
 
 def progress(job: str, value: int) -> dict:
@@ -156,8 +156,7 @@ def test_answers_no_one_asks_about_again_are_forgotten():
 def every_job_message():
     """What the process publishes to job groups, seen through a pattern subscription (which PUBSUB NUMSUB,
     and so the audience, does not count)."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
     pubsub.psubscribe("*__group__job.*")
     layer = get_channel_layer()
 
@@ -171,7 +170,6 @@ def every_job_message():
 
     yield received
     pubsub.close()
-    client.close()
 
 
 def test_progress_and_previews_of_a_job_no_one_watches_are_not_published_its_state_is(every_job_message):
