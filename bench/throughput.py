@@ -50,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="sampler steps per job (the `steps` input)")
     parser.add_argument("--job-ms", type=float, default=200.0, help="phase 2 job length (steps x step time)")
     parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
+    parser.add_argument("--loras", type=int, default=0, help="LoRA files each fake lists besides its defaults")
     parser.add_argument("--phases", default="1,2", help="which phases to run")
     parser.add_argument("--profile", default="", help="py-spy the web and worker into DIR/phase<n>/")
     parser.add_argument("--profile-wall", action="store_true", help="profile waiting threads too")
@@ -203,6 +204,14 @@ def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     print(f"target >= 98% utilisation: got {utilisation(spans, t0, end) * 100:.1f}%")
 
 
+def inventory(loras: int) -> dict[str, list[str]]:
+    """The fakes' default models plus `loras` LoRA files, named like a real collection's."""
+    from tests.fake_comfyui import DEFAULT_MODELS
+
+    extra = [f"characters/lora_{i:05d}_character_style_v2.safetensors" for i in range(loras)]
+    return {**DEFAULT_MODELS, "loras": DEFAULT_MODELS["loras"] + extra}
+
+
 def main() -> None:
     args = parse_args()
     logging.disable(logging.INFO)
@@ -214,13 +223,15 @@ def main() -> None:
     }
     fakes = f"{args.nodes} in {-(-args.nodes // args.per_process)} process(es)"
     print(f"{machine()}\nworkers: {args.workers} processes, threads pool, --concurrency {concurrency} each; "
-          f"fakes: {fakes}; previews {args.previews}")  # fmt: skip
+          f"fakes: {fakes}; previews {args.previews}; {args.loras} extra LoRA files per node")  # fmt: skip
     with (
         FakeFleet(count=args.nodes, per_process=args.per_process) as fleet,
         Router(env_overrides=env, concurrency=concurrency) as router,
     ):
         if args.previews == "off":
             fleet.configure(previews=False)
+        if args.loras:
+            fleet.configure(models=inventory(args.loras))
         router.add_nodes(fleet.urls, capacity=args.capacity)
         django_setup(router)
         # Warm-up: every pool process imports, connects and runs a job once.
