@@ -149,7 +149,8 @@ def job_create(
         raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
     try:
         with transaction.atomic():
-            nodes = list(Node.objects.filter(enabled=True))  # read once: for the models, then for the claim
+            # Read once: for the models (node_inventory), then for the claim.
+            nodes = list(Node.objects.filter(enabled=True).defer("health"))
             unrunnable = _unrunnable(prompt, nodes)
             job = Job.objects.create(
                 prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
@@ -209,7 +210,7 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
     delivers the message once (acked on receipt). If the job ended, or the reaper gave it to another
     executor meanwhile, the lease no longer matches.
     """
-    jobs = Job.objects.select_related("node")
+    jobs = Job.objects.select_related("node").defer("node__health")  # the executor reads node_inventory
     if handed_over:
         try:
             job = jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False)

@@ -103,7 +103,6 @@ class NodeView:
 
     @classmethod
     def from_node(cls, node: Node) -> NodeView:
-        health = node.health if isinstance(node.health, Mapping) else {}
         return cls(
             id=node.id,
             name=node.name,
@@ -113,7 +112,7 @@ class NodeView:
             enabled=node.enabled,
             loaded_checkpoint=_normalise(node.loaded_checkpoint),
             avg_job_seconds=node.avg_job_seconds,
-            models=_node_models(health.get("models")),
+            models=node_inventory(node),
         )
 
     @property
@@ -254,7 +253,7 @@ def claim_jobs(
     """
     with transaction.atomic(savepoint=False):
         if nodes is None:
-            candidates = Node.objects.dispatchable()
+            candidates = Node.objects.dispatchable().defer("health")  # see node_inventory
             nodes = candidates if node_id is None else candidates.filter(id=node_id)
         nodes = {node.id: node for node in nodes if node_id in (None, node.id)}
         views = [NodeView.from_node(node) for node in nodes.values()]
@@ -382,6 +381,32 @@ def _preference(node: NodeView, job: JobView) -> tuple[Any, ...]:
 
 def _primary(required: Mapping[str, set[str]]) -> str:
     return min(required.get("checkpoints") or required.get("diffusion_models") or (), default="")
+
+
+# Parsed inventories by (node id, inventory digest). A production node lists thousands of files: parsing every
+# node's for each claim cost 8 ms with 16 nodes of 2,000 LoRAs, in the write lock. Now once per change.
+_inventories: dict[tuple[int, str], dict[str, frozenset[str]] | None] = {}
+INVENTORIES_KEPT = 1024
+_UNKNOWN = object()
+
+
+def node_inventory(node: Node) -> dict[str, frozenset[str]] | None:
+    """The model files `node` reported, by folder (None: it never did). A node read with `health` deferred costs
+    neither a parse nor a read of the document here until its inventory changes."""
+    known = _inventories.get((node.id, node.inventory_digest), _UNKNOWN) if node.inventory_digest else _UNKNOWN
+    if known is not _UNKNOWN:
+        return known
+    if "health" in node.get_deferred_fields():
+        row = Node.objects.filter(id=node.id).values_list("health", "inventory_digest").first()
+        health, digest = row or ({}, "")
+    else:
+        health, digest = node.health, node.inventory_digest
+    models = _node_models(health.get("models") if isinstance(health, Mapping) else None)
+    if digest:  # "" (written by bulk_create or raw SQL): not known to match, so not kept
+        if len(_inventories) >= INVENTORIES_KEPT:
+            _inventories.clear()  # nodes come and go (pods): old ids are not kept forever
+        _inventories[(node.id, digest)] = models
+    return models
 
 
 def _node_models(raw: object) -> dict[str, frozenset[str]] | None:

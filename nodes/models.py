@@ -1,14 +1,31 @@
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
+
+
+def inventory_digest(health: Any) -> str:
+    """The digest of the model inventory a `Node.health` document lists (its "models", or none)."""
+    models = health.get("models") if isinstance(health, Mapping) else None
+    canonical = json.dumps(models, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class NodeQuerySet(models.QuerySet):
     def dispatchable(self) -> NodeQuerySet:
         """Nodes that may take a new job now: reachable, not draining, with a free slot."""
         return self.filter(enabled=True, status__in=Node.ACCEPTING, running__lt=F("capacity"))
+
+    def update(self, **fields: Any) -> int:
+        if "health" in fields:  # the digest follows every write of the document
+            fields["inventory_digest"] = inventory_digest(fields["health"])
+        return super().update(**fields)
 
 
 class Node(models.Model):
@@ -35,6 +52,9 @@ class Node(models.Model):
     auth_token = models.CharField(max_length=500, blank=True)
     extra_headers = models.JSONField(default=dict, blank=True)
     health = models.JSONField(default=dict, blank=True, editable=False)
+    # Written with `health` by save() and update() (not by bulk_create or raw SQL; "" then: not known). The
+    # scheduler keeps each node's parsed inventory under it, and reads the document only when it changes.
+    inventory_digest = models.CharField(max_length=64, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -50,6 +70,14 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        fields = kwargs.get("update_fields")
+        if "health" in (fields or ()) or (fields is None and "health" not in self.get_deferred_fields()):
+            self.inventory_digest = inventory_digest(self.health)
+            if fields is not None:
+                kwargs["update_fields"] = {*fields, "inventory_digest"}
+        super().save(*args, **kwargs)
 
     @property
     def free_slots(self) -> int:

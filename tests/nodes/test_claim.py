@@ -10,11 +10,12 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generations.models import Job
 from nodes.dispatch import claim_jobs, claim_slot, release_slot
-from nodes.models import Node
+from nodes.models import Node, inventory_digest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,6 +122,52 @@ def test_jobs_stuck_at_the_head_do_not_keep_a_runnable_job_from_a_free_node():
     make_queue(10, prompt=sd15)
     runnable = make_job()
     assert [job.id for job, _ in claim_jobs()] == [runnable.id]
+
+
+SDXL_ONLY = {"models": {"checkpoints": ["sdxl.safetensors"]}}
+SD15_ONLY = {"models": {"checkpoints": ["sd15.safetensors"]}}
+
+
+@pytest.mark.parametrize("write", ["update", "save", "save_update_fields"])
+def test_a_changed_inventory_places_the_next_job(write):
+    had, gets = make_node(health=SDXL_ONLY), make_node(health=SD15_ONLY)
+    make_job()
+    assert [node.id for _, node in claim_jobs()] == [had.id]  # parsed and kept
+    Job.objects.update(state=Job.State.SUCCEEDED)
+    Node.objects.update(running=0)
+    for node, health in ((had, SD15_ONLY), (gets, SDXL_ONLY)):
+        if write == "update":
+            Node.objects.filter(id=node.id).update(health=health)
+        else:
+            node.health = health
+            node.save(**({"update_fields": ["health"]} if write == "save_update_fields" else {}))
+    make_job()
+    assert [node.id for _, node in claim_jobs()] == [gets.id]
+
+
+def test_a_claim_reads_no_inventory_until_one_changes():
+    big = {"models": {"checkpoints": ["sdxl.safetensors"], "loras": [f"lora-{i}.safetensors" for i in range(500)]}}
+    nodes = [make_node(health=big, capacity=1) for _ in range(3)]
+    make_queue(3)
+    claim_jobs(limit=1)  # parses the inventories once
+    with CaptureQueriesContext(connection) as queries:
+        assert len(claim_jobs(limit=1)) == 1
+    assert not [q["sql"] for q in queries if "health" in q["sql"]]
+    Node.objects.filter(id=nodes[2].id).update(health={"models": {"checkpoints": ["sdxl.safetensors"]}})
+    with CaptureQueriesContext(connection) as queries:
+        assert len(claim_jobs(limit=1)) == 1
+    assert len([q for q in queries if "health" in q["sql"]]) == 1  # the changed one, once
+
+
+def test_the_digest_follows_every_write_of_the_health_document():
+    node = make_node(health=SDXL_ONLY)
+    assert node.inventory_digest == inventory_digest(SDXL_ONLY) == Node.objects.get(id=node.id).inventory_digest
+    assert inventory_digest({"gpu": "x", **SDXL_ONLY}) == inventory_digest(SDXL_ONLY) != inventory_digest({})
+    Node.objects.filter(id=node.id).update(health={})
+    assert Node.objects.get(id=node.id).inventory_digest == inventory_digest({})
+    node.health = SD15_ONLY
+    node.save(update_fields=["health"])
+    assert Node.objects.get(id=node.id).inventory_digest == inventory_digest(SD15_ONLY)
 
 
 @pytest.mark.parametrize("kw", [{"running": 2}, {"status": Node.Status.DRAINING}, {"enabled": False}])
