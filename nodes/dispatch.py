@@ -383,19 +383,18 @@ def _primary(required: Mapping[str, set[str]]) -> str:
     return min(required.get("checkpoints") or required.get("diffusion_models") or (), default="")
 
 
-# Parsed inventories by (node id, inventory digest). A production node lists thousands of files: parsing every
+# Each node's parsed inventory, with its digest. A production node lists thousands of files: parsing every
 # node's for each claim cost 8 ms with 16 nodes of 2,000 LoRAs, in the write lock. Now once per change.
-_inventories: dict[tuple[int, str], dict[str, frozenset[str]] | None] = {}
-INVENTORIES_KEPT = 1024
-_UNKNOWN = object()
+_inventories: dict[int, tuple[str, dict[str, frozenset[str]] | None]] = {}
+INVENTORIES_KEPT = 4096  # nodes; removed ones are dropped when a fleet has seen more
 
 
 def node_inventory(node: Node) -> dict[str, frozenset[str]] | None:
     """The model files `node` reported, by folder (None: it never did). A node read with `health` deferred costs
     neither a parse nor a read of the document here until its inventory changes."""
-    known = _inventories.get((node.id, node.inventory_digest), _UNKNOWN) if node.inventory_digest else _UNKNOWN
-    if known is not _UNKNOWN:
-        return known
+    digest, models = _inventories.get(node.id, ("", None))
+    if node.inventory_digest and node.inventory_digest == digest:
+        return models
     if "health" in node.get_deferred_fields():
         row = Node.objects.filter(id=node.id).values_list("health", "inventory_digest").first()
         health, digest = row or ({}, "")
@@ -404,8 +403,8 @@ def node_inventory(node: Node) -> dict[str, frozenset[str]] | None:
     models = _node_models(health.get("models") if isinstance(health, Mapping) else None)
     if digest:  # "" (written by bulk_create or raw SQL): not known to match, so not kept
         if len(_inventories) >= INVENTORIES_KEPT:
-            _inventories.clear()  # nodes come and go (pods): old ids are not kept forever
-        _inventories[(node.id, digest)] = models
+            _inventories.clear()
+        _inventories[node.id] = (digest, models)
     return models
 
 
