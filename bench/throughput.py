@@ -1,6 +1,6 @@
 """Router throughput on a fleet of fake nodes.
 
-    .venv/bin/python -m bench.throughput [--nodes 16] [--jobs 1000] [--per-process 4] [--workers 6]
+    .venv/bin/python -m bench.throughput [--nodes 16] [--jobs 1000] [--per-process 4] [--workers 2]
 
 Phase 1, zero-time jobs: `--jobs` jobs submitted as fast as a concurrent client can (`wait: false`),
 jobs/s completed from the first submit to the last job's finished_at.
@@ -41,9 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, default=2, help="slots per node")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--per-process", type=int, default=4, help="fake nodes per fake process")
-    parser.add_argument("--workers", type=int, default=6, help="worker processes (COMFYROUTER_WORKER_PROCESSES)")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="threads per worker (default: nodes x capacity + 2 shared out, + 1)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (COMFYROUTER_WORKER_PROCESSES)")
+    parser.add_argument("--concurrency", type=int, default=32,
+                        help="threads per worker (COMFYROUTER_WORKER_CONCURRENCY; its default)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=32, help="concurrent submit connections")
     parser.add_argument("--endpoint", default="sd15-txt2img")
     parser.add_argument("--inputs", default='{"prompt": "a lighthouse at dawn"}', help="JSON endpoint inputs")
@@ -216,17 +216,16 @@ def main() -> None:
     args = parse_args()
     logging.disable(logging.INFO)
     inputs = {**json.loads(args.inputs), "steps": args.steps}
-    concurrency = args.concurrency or -(-(args.nodes * args.capacity + 2) // args.workers) + 1
     env = {
         "COMFYROUTER_PENDING_LIMIT": str(10 * args.jobs + 100),
         "COMFYROUTER_WORKER_PROCESSES": str(args.workers),
     }
     fakes = f"{args.nodes} in {-(-args.nodes // args.per_process)} process(es)"
-    print(f"{machine()}\nworkers: {args.workers} processes, threads pool, --concurrency {concurrency} each; "
+    print(f"{machine()}\nworkers: {args.workers} processes, threads pool, --concurrency {args.concurrency} each; "
           f"fakes: {fakes}; previews {args.previews}; {args.loras} extra LoRA files per node")  # fmt: skip
     with (
         FakeFleet(count=args.nodes, per_process=args.per_process) as fleet,
-        Router(env_overrides=env, concurrency=concurrency) as router,
+        Router(env_overrides=env, concurrency=args.concurrency) as router,
     ):
         if args.previews == "off":
             fleet.configure(previews=False)
@@ -235,7 +234,7 @@ def main() -> None:
         router.add_nodes(fleet.urls, capacity=args.capacity)
         django_setup(router)
         # Warm-up: every pool process imports, connects and runs a job once.
-        asyncio.run(submit_all(router, args.endpoint, inputs, 2 * args.workers * concurrency, args.clients))
+        asyncio.run(submit_all(router, args.endpoint, inputs, 2 * args.workers * args.concurrency, args.clients))
         wait_finished([], timeout=1)
         time.sleep(2)
         if "1" in args.phases:
