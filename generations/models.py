@@ -64,6 +64,9 @@ class Job(models.Model):
     )
     inputs = models.JSONField(default=dict, blank=True)
     prompt = models.JSONField(default=dict, blank=True, help_text="The rendered API-format graph.")
+    # The model files the prompt loads ({folder: [names]}), written when the job is queued, so claims read the
+    # queue without its prompts (of tens of kilobytes). Null (rows not made by job_create): read from the prompt.
+    model_files = models.JSONField(null=True, blank=True, editable=False)
     input_files = models.ManyToManyField("generations.CachedFile", blank=True, related_name="jobs")
     has_input_files = models.BooleanField(
         default=False, editable=False, help_text="Whether it has input files: its executor reads them only then."

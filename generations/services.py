@@ -18,7 +18,7 @@ from django.utils import timezone
 from generations import progress
 from generations.models import CachedFile, Job, JobOutput
 from generations.outputs import discard_outputs, record_outputs
-from nodes.dispatch import NodeView, claim_jobs, missing_models, primary_checkpoint, release_slot
+from nodes.dispatch import NodeView, claim_jobs, missing_models, model_files, primary_checkpoint, release_slot
 from nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,9 @@ def job_create(
             nodes = list(Node.objects.filter(enabled=True).defer("health"))
             unrunnable = _unrunnable(prompt, nodes)
             job = Job.objects.create(
-                prompt=prompt, owner=owner, api_key=api_key, endpoint=endpoint, inputs=inputs or {},
-                source=source, priority=priority, webhook_url=webhook_url, idempotency_key=idempotency_key,
-                has_input_files=bool(files),
+                prompt=prompt, model_files=model_files(prompt), inputs=inputs or {}, owner=owner, api_key=api_key,
+                endpoint=endpoint, source=source, priority=priority, webhook_url=webhook_url,
+                idempotency_key=idempotency_key, has_input_files=bool(files),
             )  # fmt: skip
             if files:
                 job.input_files.set(files)

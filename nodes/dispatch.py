@@ -18,6 +18,8 @@ from nodes.models import Node
 # Queued jobs a claim reads (each client's first jobs, then their next ones): a few per free
 # slot first, the whole window when those can't run on the free nodes.
 JOBS_PER_SLOT = 4
+# Not read with the queue window: a claim needs a job's model files (Job.model_files), not its graph.
+WINDOW_DEFERRED = ("prompt", "inputs")
 QUEUE_WINDOW = 200
 
 # Graph input name -> ComfyUI models folder (the names GET /models lists).
@@ -72,6 +74,11 @@ def required_models(graph: Mapping[str, Any]) -> dict[str, set[str]]:
                 continue
             found.setdefault(folder, set()).add(_normalise(value))
     return found
+
+
+def model_files(graph: Mapping[str, Any]) -> dict[str, list[str]]:
+    """required_models as stored on a job (Job.model_files)."""
+    return {folder: sorted(names) for folder, names in required_models(graph).items()}
 
 
 def primary_checkpoint(graph: Mapping[str, Any]) -> str:
@@ -143,7 +150,11 @@ class JobView:
 
     @classmethod
     def from_job(cls, job: Job) -> JobView:
-        required = required_models(job.prompt)
+        """From a job read with its prompt deferred (`WINDOW_DEFERRED`), if its model files are stored."""
+        if job.model_files is None:
+            required = required_models(job.prompt)
+        else:
+            required = {folder: set(names) for folder, names in job.model_files.items()}
         return cls(
             id=job.id,
             created_at=job.created_at,
@@ -304,13 +315,14 @@ def _lock_queue_window(size: int, *, wait_for_locked: bool) -> tuple[list[Job], 
     # Index order first: with one client it is the fair order (its turns follow its created_at), and the
     # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is not needed.
     # (Rows other claimers hold are not in it: they are being assigned, and do not change whose turn it is.)
-    head = _lockable(Job.objects.queued().order_by("-priority", "created_at", "id")[:size], wait=wait_for_locked)
+    queued = Job.objects.queued().defer(*WINDOW_DEFERRED)
+    head = _lockable(queued.order_by("-priority", "created_at", "id")[:size], wait=wait_for_locked)
     if _one_client(head, size):
         return head, len(head)
     ids = _fair_queue_ids(size)
     # Never waits: this transaction holds the head's rows by now, and a claimer waiting for them could be
     # waiting for this one.
-    return _lockable(Job.objects.queued().filter(id__in=ids).order_by(), wait=False), len(ids)
+    return _lockable(queued.filter(id__in=ids).order_by(), wait=False), len(ids)
 
 
 def _lockable(jobs: QuerySet[Job], *, wait: bool) -> list[Job]:

@@ -13,8 +13,9 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from generations import services
 from generations.models import Job
-from nodes.dispatch import claim_jobs, claim_slot, release_slot
+from nodes.dispatch import claim_jobs, claim_slot, model_files, release_slot
 from nodes.models import Node, inventory_digest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,7 +34,9 @@ def make_node(**kw) -> Node:
 
 
 def make_job(**kw) -> Job:
-    return Job.objects.create(**({"prompt": GRAPH} | kw))
+    """A job as job_create queues it: its model files stored beside its prompt."""
+    kw = {"prompt": GRAPH} | kw
+    return Job.objects.create(**({"model_files": model_files(kw["prompt"])} | kw))
 
 
 def make_queue(count: int, **kw) -> list[Job]:
@@ -168,6 +171,28 @@ def test_the_digest_follows_every_write_of_the_health_document():
     node.health = SD15_ONLY
     node.save(update_fields=["health"])
     assert Node.objects.get(id=node.id).inventory_digest == inventory_digest(SD15_ONLY)
+
+
+def test_a_claim_reads_the_queue_without_prompts():
+    make_node(capacity=1, health=SD15_ONLY)
+    fitting = make_node(capacity=1, health=SDXL_ONLY)
+    make_queue(3)
+    with CaptureQueriesContext(connection) as queries:
+        claimed = claim_jobs()
+    assert [node.id for _, node in claimed] == [fitting.id]
+    assert not [q["sql"] for q in queries if '"prompt"' in q["sql"] or '"inputs"' in q["sql"]]
+
+
+def test_a_queued_job_stores_the_model_files_its_prompt_loads():
+    job = services.job_create(prompt={**GRAPH, "7": {"class_type": "VAELoader", "inputs": {"vae_name": "b.vae"}}})
+    assert Job.objects.get(id=job.id).model_files == {"checkpoints": ["sdxl.safetensors"], "vae": ["b.vae"]}
+
+
+def test_a_job_without_stored_model_files_is_placed_by_its_prompt():
+    make_node(health=SD15_ONLY)
+    fitting = make_node(health=SDXL_ONLY)
+    make_job(model_files=None)  # queued before the field existed
+    assert [node.id for _, node in claim_jobs()] == [fitting.id]
 
 
 @pytest.mark.parametrize("kw", [{"running": 2}, {"status": Node.Status.DRAINING}, {"enabled": False}])
