@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mimetypes
 import os
@@ -10,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import certifi
@@ -19,6 +20,7 @@ import httpx
 from nodes.comfy_errors import (
     ComfyError,
     ComfyExecutionFailed,
+    ComfyFileTooLarge,
     ComfyInterrupted,
     ComfyPartiallyRejected,
     ComfyPromptLost,
@@ -64,7 +66,8 @@ from nodes.comfy_types import (
 )
 
 __all__ = [
-    "BinaryText", "ComfyClient", "ComfyError", "ComfyEvent", "ComfyExecutionFailed", "ComfyInterrupted",
+    "BinaryText", "ComfyClient", "ComfyError", "ComfyEvent", "ComfyExecutionFailed", "ComfyFileTooLarge",
+    "ComfyInterrupted",
     "ComfyPartiallyRejected", "ComfyPromptLost", "ComfyRejected", "ComfyTimeout", "ComfyUnauthorized",
     "ComfyUnavailable", "Device", "EventStream", "Executed", "ExecutionCached", "ExecutionError",
     "ExecutionInterrupted", "ExecutionStart", "ExecutionSuccess", "Executing", "FeatureFlags", "History",
@@ -73,6 +76,11 @@ __all__ = [
 ]  # fmt: skip
 
 DEFAULT_IDLE_TIMEOUT = 300.0
+VIEW_CHUNK_BYTES = 256 * 1024
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 
 # Process-wide clients kept by shared_client; beyond this many the oldest is forgotten.
@@ -128,21 +136,33 @@ class ComfyClient:
     # HTTP plumbing
 
     def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        with self._stream(method, path, timeout=timeout, **kwargs) as response:
+            response.read()
+        return response
+
+    @contextlib.contextmanager
+    def _stream(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> Iterator[httpx.Response]:
+        """The response with its status checked and its body unread; transport failures, while it is read
+        too, become ComfyUnavailable / ComfyTimeout."""
         limit = self.timeout if timeout is None else timeout
         try:
-            response = self._http.request(method, path, timeout=limit, **kwargs)
+            with self._http.stream(method, path, timeout=limit, **kwargs) as response:
+                status = response.status_code
+                if status >= 400:
+                    response.read()
+                if status >= 500:
+                    text = response.text[:200]
+                    raise ComfyUnavailable(f"{self.base_url} answered {status} to {method} {path}: {text}")
+                if status >= 400:
+                    raise rejection_from_response(response, base_url=self.base_url)
+                yield response
         except httpx.TimeoutException as exc:
             raise ComfyTimeout(f"{self.base_url} did not answer {method} {path} within {limit:g} s") from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise ComfyUnavailable(f"{self.base_url} unreachable ({method} {path}): {reason}") from exc
-        if response.status_code >= 500:
-            raise ComfyUnavailable(
-                f"{self.base_url} answered {response.status_code} to {method} {path}: {response.text[:200]}"
-            )
-        if response.status_code >= 400:
-            raise rejection_from_response(response, base_url=self.base_url)
-        return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._call(method, path, **kwargs)
@@ -260,6 +280,21 @@ class ComfyClient:
         """GET /view: one file's bytes (`kind` is ComfyUI's `type`: output, temp or input)."""
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
         return self._call("GET", "/view", params=params).content
+
+    def view_into(
+        self, sink: Sink, filename: str, *, subfolder: str = "", kind: str = "output", limit: int | None = None
+    ) -> int:
+        """GET /view written into `sink` as it arrives (memory stays bounded whatever the file's size); the
+        bytes written. Raises ComfyFileTooLarge once more than `limit` bytes came."""
+        params = {"filename": filename, "subfolder": subfolder, "type": kind}
+        written = 0
+        with self._stream("GET", "/view", params=params) as response:
+            for chunk in response.iter_bytes(VIEW_CHUNK_BYTES):
+                written += len(chunk)
+                if limit is not None and written > limit:
+                    raise ComfyFileTooLarge(f"{self.base_url} sent more than {limit} bytes of {filename}")
+                sink.write(chunk)
+        return written
 
     def download_outputs(self, files: Iterable[OutputFile]) -> list[tuple[OutputFile, bytes]]:
         """Fetch each output file through /view."""

@@ -25,6 +25,10 @@ class ComfyPromptLost(ComfyUnavailable):
     """The server no longer has the prompt in its queue or history (it restarted)."""
 
 
+class ComfyFileTooLarge(ComfyError):
+    """A file the server sent is bigger than the caller allows (the same file would be so on any node)."""
+
+
 class ComfyRejected(ComfyError):
     """ComfyUI refused the request (4xx), with its `error` dict and `node_errors`."""
 

@@ -55,6 +55,17 @@ def test_every_node_dead_fails_the_job_naming_the_node_and_cause(engine, fakes, 
     assert set(Node.objects.values_list("status", flat=True)) == {Node.Status.OFFLINE}
 
 
+def test_an_output_over_the_size_limit_fails_the_job_at_once_and_keeps_no_file(engine, fakes, user):
+    engine(COMFYROUTER_MAX_OUTPUT_BYTES=1024)
+    register(fakes(), "gpu")
+
+    [job] = wait_finished([services.job_create(prompt=txt2img(), owner=user)], timeout=20)
+
+    assert job.state == Job.State.FAILED and job.attempts == 1  # the same image would be as big anywhere
+    assert job.error.startswith("Output too large to keep (") and "more than 1024 bytes of" in job.error
+    assert job.outputs.count() == 0 and Node.objects.get().status != Node.Status.OFFLINE
+
+
 def test_a_hanging_node_loses_the_job_to_another_after_the_idle_timeout(engine, fakes, user):
     engine(COMFYROUTER_IDLE_TIMEOUT=1)
     hanging = fakes(step_time=0.05, fault={"kind": "hang", "at_step": 15})

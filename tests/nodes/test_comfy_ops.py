@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from PIL import Image
 
-from nodes.comfy import ComfyClient, ComfyRejected, ComfyUnauthorized, Status, UploadedFile
+from nodes.comfy import ComfyClient, ComfyFileTooLarge, ComfyRejected, ComfyUnauthorized, Status, UploadedFile
 from tests.fake_comfyui import FakeComfyUI
 from tests.nodes import graphs
 
@@ -73,6 +74,22 @@ def test_upload_renames_a_taken_name_unless_overwrite(client):
     assert client.upload_image(png((4, 5, 6)), filename="same.png", overwrite=True).name == "same.png"
     sub = client.upload_image(png(), filename="a.png", subfolder="jobs")
     assert (sub.name, sub.subfolder) == ("a.png", "jobs")
+
+
+def test_view_into_writes_a_file_as_it_arrives_and_stops_past_the_limit(client):
+    data = os.urandom(1024 * 1024 + 7)
+    name = client.upload_image(data, filename="big.bin").name
+    chunks: list[bytes] = []
+
+    class Sink:
+        write = chunks.append
+
+    assert client.view_into(Sink(), name, kind="input", limit=len(data)) == len(data)
+    assert b"".join(chunks) == data and len(chunks) > 1  # never the whole file in one piece
+    with pytest.raises(ComfyFileTooLarge, match=f"more than {len(data) - 1} bytes of big.bin"):
+        client.view_into(io.BytesIO(), name, kind="input", limit=len(data) - 1)
+    with pytest.raises(ComfyRejected):
+        client.view_into(io.BytesIO(), "nope.png", kind="output")
 
 
 def test_view_of_a_missing_file_is_rejected(client):
