@@ -67,12 +67,12 @@ from nodes.comfy_types import (
 
 __all__ = [
     "BinaryText", "ComfyClient", "ComfyError", "ComfyEvent", "ComfyExecutionFailed", "ComfyFileTooLarge",
-    "ComfyInterrupted",
-    "ComfyPartiallyRejected", "ComfyPromptLost", "ComfyRejected", "ComfyTimeout", "ComfyUnauthorized",
-    "ComfyUnavailable", "Device", "EventStream", "Executed", "ExecutionCached", "ExecutionError",
-    "ExecutionInterrupted", "ExecutionStart", "ExecutionSuccess", "Executing", "FeatureFlags", "History",
-    "Location", "NodeProgress", "OutputFile", "Preview", "Progress", "ProgressState", "PromptResult", "Queue",
-    "QueueItem", "QueuedPrompt", "Status", "SystemStats", "UnknownEvent", "UploadedFile", "shared_client",
+    "ComfyInterrupted", "ComfyPartiallyRejected", "ComfyPromptLost", "ComfyRejected", "ComfyTimeout",
+    "ComfyUnauthorized", "ComfyUnavailable", "Device", "EventStream", "Executed", "ExecutionCached",
+    "ExecutionError", "ExecutionInterrupted", "ExecutionStart", "ExecutionSuccess", "Executing", "FeatureFlags",
+    "History", "Location", "NodeProgress", "OutputFile", "Preview", "Progress", "ProgressState", "PromptResult",
+    "Queue", "QueueItem", "QueuedPrompt", "Status", "SystemStats", "UnknownEvent", "UploadedFile",
+    "shared_client",
 ]  # fmt: skip
 
 DEFAULT_IDLE_TIMEOUT = 300.0

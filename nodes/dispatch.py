@@ -18,9 +18,9 @@ from nodes.models import Node
 # Queued jobs a claim reads (each client's first jobs, then their next ones): a few per free
 # slot first, the whole window when those can't run on the free nodes.
 JOBS_PER_SLOT = 4
+QUEUE_WINDOW = 200
 # Not read with the queue window: a claim needs a job's model files (Job.model_files), not its graph.
 WINDOW_DEFERRED = ("prompt", "inputs")
-QUEUE_WINDOW = 200
 
 # Graph input name -> ComfyUI models folder (the names GET /models lists).
 _INPUT_FOLDERS = {
@@ -395,8 +395,8 @@ def _primary(required: Mapping[str, set[str]]) -> str:
     return min(required.get("checkpoints") or required.get("diffusion_models") or (), default="")
 
 
-# Each node's parsed inventory, with its digest. A production node lists thousands of files: parsing every
-# node's for each claim cost 8 ms with 16 nodes of 2,000 LoRAs, in the write lock. Now once per change.
+# Each node's parsed inventory, with its digest. A production node lists thousands of files: reading and parsing
+# every node's for each claim, in the write lock, doubled the web's CPU per job with 16 nodes of 2,000 LoRAs.
 _inventories: dict[int, tuple[str, dict[str, frozenset[str]] | None]] = {}
 INVENTORIES_KEPT = 4096  # nodes; removed ones are dropped when a fleet has seen more
 
