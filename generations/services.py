@@ -68,8 +68,9 @@ def enqueue_dispatch(
     return pairs
 
 
-def dispatch_now() -> list[tuple[Job, Node]]:
-    """Claim queued jobs for free node slots, here and now, and hand each to a worker to execute.
+def dispatch_now(*, node_id: int | None = None) -> list[tuple[Job, Node]]:
+    """Claim queued jobs for free node slots (of node `node_id` only, if given), here and now, and hand
+    each to a worker to execute.
 
     Claiming is atomic (row locks, conditional slot updates), so the web, workers and the sweep may
     all call this at once; a job is never claimed twice. Running it in the caller saves a Celery hop
@@ -78,7 +79,7 @@ def dispatch_now() -> list[tuple[Job, Node]]:
     # A read first: most calls (each sweep) find the queue empty, and need no write lock.
     if not Job.objects.queued().exists():
         return []
-    pairs = claim_jobs(wait_for_locked=True)  # its own transaction
+    pairs = claim_jobs(node_id=node_id, wait_for_locked=True)  # its own transaction
     _hand_over(pairs)
     return pairs
 
@@ -123,8 +124,9 @@ def _hand_over(pairs: list[tuple[Job, Node]]) -> None:
 
 
 def node_ready_dispatch(sender: Any, node: Node, **kwargs: Any) -> None:
-    """nodes.signals.node_ready: fill the slots of a node that can take jobs again."""
-    dispatch_now()
+    """nodes.signals.node_ready: fill the slots of a node that can take jobs again. Only its own: nodes
+    resumed together then claim disjoint jobs instead of contending for each other's slots."""
+    dispatch_now(node_id=node.id)
 
 
 def job_create(

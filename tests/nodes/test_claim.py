@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from generations import services
 from generations.models import Job
+from generations.services import node_ready_dispatch
 from nodes.dispatch import claim_jobs, claim_slot, model_files, release_slot
 from nodes.models import Node, inventory_digest
 
@@ -271,12 +272,17 @@ def test_racing_claimers_run_every_job_exactly_once_within_capacity():
     assert set(Job.objects.values_list("node", flat=True)) <= {n.id for n in nodes}
 
 
+def test_a_node_ready_again_claims_for_its_own_slots():
+    ready, other = make_node(), make_node()
+    make_queue(6)
+    node_ready_dispatch(sender=Node, node=ready)
+    assert Node.objects.get(id=ready.id).running == 2 and Node.objects.get(id=other.id).running == 0
+
+
 @pytest.mark.skipif(not connection.features.has_select_for_update_skip_locked, reason="row locks: PostgreSQL")
 def test_nodes_resumed_at_once_each_get_their_jobs_though_earlier_claimers_lock_the_queue():
     # Each resume claims for the nodes ready so far, reading (locking) 4 jobs per free slot: the first few
     # claimers can hold every queued job, and a later node's own claim then found none to take.
-    from generations.services import dispatch_now
-
     for _ in range(3):
         Job.objects.all().delete()
         Node.objects.all().delete()
@@ -287,7 +293,7 @@ def test_nodes_resumed_at_once_each_get_their_jobs_though_earlier_claimers_lock_
         def resume(node: Node, start: threading.Barrier) -> None:
             start.wait()
             Node.objects.filter(id=node.id).update(status=Node.Status.IDLE)  # as node_resume commits it
-            dispatch_now()  # and as node_ready then dispatches
+            node_ready_dispatch(sender=Node, node=node)  # and as node_ready then dispatches
             connection.close()
 
         threads = [threading.Thread(target=resume, args=(node, start)) for node in nodes]
