@@ -128,7 +128,8 @@ class JobRun:
         except comfy.ComfyRejected as exc:
             services.job_fail(job=job, error=str(exc), error_node=",".join(exc.node_errors or {}))
         except comfy.ComfyFileTooLarge as exc:  # any node would make the same file
-            services.job_fail(job=job, error=f"Output too large to keep ({exc}; COMFYROUTER_MAX_OUTPUT_BYTES).")
+            advice = "raise COMFYROUTER_MAX_OUTPUT_BYTES to keep files this big"
+            services.job_fail(job=job, error=f"Output too large to keep ({exc}); {advice}.")
         except comfy.ComfyError as exc:
             self._node_lost(str(exc))
 
