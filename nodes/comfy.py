@@ -296,10 +296,6 @@ class ComfyClient:
                 sink.write(chunk)
         return written
 
-    def download_outputs(self, files: Iterable[OutputFile]) -> list[tuple[OutputFile, bytes]]:
-        """Fetch each output file through /view."""
-        return [(f, self.view(f.filename, subfolder=f.subfolder, kind=f.type)) for f in files]
-
     def upload_image(
         self, data: bytes, *, filename: str, subfolder: str = "", overwrite: bool = False, kind: str = "input"
     ) -> UploadedFile:

@@ -62,7 +62,8 @@ def test_txt2img_yields_typed_events_in_order_and_downloads_png(client):
     assert [(e.value, e.max) for e in events if isinstance(e, Progress)] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert [type(e) for e in main[-3:]] == [Executed, ExecutionSuccess, Executing]
     assert main[-1].node is None
-    [(output, data)] = client.download_outputs(result.outputs)
+    [output] = result.outputs
+    data = client.view(output.filename, subfolder=output.subfolder, kind=output.type)
     assert (output.node_id, output.type, output.subfolder) == ("9", "output", "")
     assert output.filename.endswith(".png")
     assert Image.open(io.BytesIO(data)).format == "PNG"
@@ -73,7 +74,8 @@ def test_saved_and_temp_outputs_are_both_listed(client):
 
     kinds = sorted((f.node_id, f.type) for f in result.outputs)
     assert kinds == [("3", "output"), ("3", "output"), ("4", "temp"), ("4", "temp")]
-    for output, data in client.download_outputs(result.outputs):
+    for output in result.outputs:
+        data = client.view(output.filename, subfolder=output.subfolder, kind=output.type)
         image = Image.open(io.BytesIO(data))
         assert image.size == (64, 64), output
         assert image.convert("RGB").getpixel((0, 0)) == (0, 255, 255)  # EmptyImage red, inverted

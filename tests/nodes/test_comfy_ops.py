@@ -62,7 +62,8 @@ def test_upload_then_use_in_load_image(client):
 
     result = client.run_prompt(graphs.load_image(uploaded.name), idle_timeout=5.0)
 
-    [(output, data)] = client.download_outputs(result.outputs)
+    [output] = result.outputs
+    data = client.view(output.filename, subfolder=output.subfolder, kind=output.type)
     assert Image.open(io.BytesIO(data)).size == (16, 16)
     assert client.view(uploaded.name, kind="input") == png()
 
@@ -174,4 +175,5 @@ def test_token_is_required_on_http_and_websocket(fake):
     with ComfyClient(fake.url, timeout=5.0, headers={"Authorization": "Bearer tok"}) as client:
         assert client.queue_remaining() == 0
         result = client.run_prompt(graphs.TXT2IMG, idle_timeout=5.0)
-        assert client.download_outputs(result.outputs)[0][1].startswith(b"\x89PNG")
+        first = result.outputs[0]
+        assert client.view(first.filename, subfolder=first.subfolder, kind=first.type).startswith(b"\x89PNG")
