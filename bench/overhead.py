@@ -2,9 +2,13 @@
 node (B), alternating in one run; added latency until the image bytes are in the caller's hands, and the
 router's CPU per job from /proc.
 
-    .venv/bin/python -m bench.overhead [--jobs 200] [--warmup 20] [--endpoint sd15-txt2img]
+    .venv/bin/python -m bench.overhead [--jobs 200] [--warmup 20] [--endpoint sd15-txt2img] [--routes inline,run]
 
-A = POST /api/endpoints/<slug>/run {"inputs": ..., "wait": true} + GET outputs[0].url (persistent httpx client).
+A is measured on each of two routes, in its own loop (each loop's CPU is its own):
+  inline = POST /api/endpoints/<slug> (the ComfyUI-Fast-API route, the endpoint in base64 output mode): the
+           image comes base64 in the answer, as single-node wrappers answer;
+  run    = POST /api/endpoints/<slug>/run {"inputs": ..., "wait": true} + GET outputs[0].url.
+Both on one persistent httpx client.
 B = ComfyClient.run_prompt(graph) (socket + POST /prompt + follow until `executing` null) + /view,
     with one persistent ComfyClient. The fake runs in its own process with zero-time execution.
 """
@@ -12,6 +16,7 @@ B = ComfyClient.run_prompt(graph) (socket + POST /prompt + follow until `executi
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import random
@@ -37,11 +42,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=200, help="measured A/B pairs")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured A/B pairs first")
     parser.add_argument("--endpoint", default="sd15-txt2img")
+    parser.add_argument("--routes", default="inline,run", help="router routes measured (A), each in its own loop")
     parser.add_argument("--inputs", default='{"prompt": "a lighthouse at dawn"}', help="JSON endpoint inputs")
     parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle router CPU measured first")
     parser.add_argument("--concurrency", type=int, default=None, help="runrouter --concurrency")
-    parser.add_argument("--profile", default="", help="py-spy the web and worker into this dir (skews timings)")
+    parser.add_argument("--profile", default="", help="py-spy web and worker into DIR/<route>/ (skews timings)")
     return parser.parse_args()
 
 
@@ -65,7 +71,20 @@ def with_seed(graph: dict[str, Any], old: int, new: int) -> dict[str, Any]:
     return copy
 
 
-def run_a(client: httpx.Client, slug: str, inputs: dict[str, Any], marks: list) -> float:
+def run_inline(client: httpx.Client, slug: str, inputs: dict[str, Any], marks: list) -> float:
+    wall0, start = time.time(), time.perf_counter()
+    answer = client.post(f"/api/endpoints/{slug}", json=inputs)
+    if answer.status_code != 200:
+        raise RuntimeError(f"the Fast-API route answered {answer.status_code}: {answer.text[:500]}")
+    [images] = answer.json().values()
+    image = base64.b64decode(images[0])
+    elapsed = time.perf_counter() - start
+    marks.append((answer.headers["Location"].rsplit("/", 1)[1], wall0, time.time(), time.time()))
+    assert image[:4] == b"\x89PNG"
+    return elapsed
+
+
+def run_then_get(client: httpx.Client, slug: str, inputs: dict[str, Any], marks: list) -> float:
     wall0, start = time.time(), time.perf_counter()
     answer = client.post(f"/api/endpoints/{slug}/run", json={"inputs": inputs, "wait": True})
     if answer.status_code != 200:
@@ -82,6 +101,9 @@ def run_a(client: httpx.Client, slug: str, inputs: dict[str, Any], marks: list) 
     return elapsed
 
 
+ROUTES = {"inline": run_inline, "run": run_then_get}
+
+
 def run_b(comfy: Any, graph: dict[str, Any]) -> float:
     start = time.perf_counter()
     result = comfy.run_prompt(graph)
@@ -92,14 +114,16 @@ def run_b(comfy: Any, graph: dict[str, Any]) -> float:
     return elapsed
 
 
-def alternate(pairs: int, slug: str, base: dict[str, Any], client: httpx.Client, comfy: Any) -> Samples:
-    samples = Samples()
+def alternate(
+    pairs: int, route: str, slug: str, base: dict[str, Any], client: httpx.Client, comfy: Any
+) -> Samples:
+    samples, run_a = Samples(), ROUTES[route]
     seed0 = random.randrange(1 << 40)
     # B sends exactly what the router rendered (read back from a router job), with its own seed: each
     # prompt differs from the one before it, so the fake's execution cache never answers.
-    run_a(client, slug, {**base, "seed": seed0 - 1}, [])
-    template_job = client.get("/api/jobs/", params={"limit": 1}).json()["results"][0]["id"]
-    template = router_prompt(template_job)
+    template_job: list = []
+    run_a(client, slug, {**base, "seed": seed0 - 1}, template_job)
+    template = router_prompt(template_job[0][0])
     graphs = [with_seed(template, seed0 - 1, seed0 + 2 * i + 1) for i in range(pairs)]
     for i in range(pairs):
         a_inputs = {**base, "seed": seed0 + 2 * i}
@@ -134,7 +158,7 @@ PHASES = [
     ("assigned->started", "execute_job task -> lease, WS, POST /prompt, 1st event"),
     ("started->finished", "follow events, /view, store file, finish"),
     ("finished->answered", "Redis notify -> web wakes, reload, JSON, response"),
-    ("answered->image", "GET outputs/0"),
+    ("answered->image", "GET outputs/0 (route run; none inline)"),
 ]
 
 
@@ -142,8 +166,8 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {role: after.get(role, 0.0) - before.get(role, 0.0) for role in after}
 
 
-def report(args: argparse.Namespace, samples: Samples, cpu: dict[str, float], idle: dict[str, float],
-           wall: float, fake_cpu: float) -> None:  # fmt: skip
+def report(args: argparse.Namespace, route: str, samples: Samples, cpu: dict[str, float],
+           idle: dict[str, float], wall: float, fake_cpu: float) -> None:  # fmt: skip
     ms = 1000.0
     a = [x * ms for x in samples.a]
     b = [x * ms for x in samples.b]
@@ -152,8 +176,8 @@ def report(args: argparse.Namespace, samples: Samples, cpu: dict[str, float], id
     for name, values in (("A router", a), ("B direct", b), ("A-B per pair", added)):
         s = summary(values)
         rows.append([name, s["p50"], s["p95"], s["p99"], s["mean"], s["min"], s["max"]])
-    print(f"\n{args.jobs} A/B pairs after {args.warmup} warm-up pairs, endpoint {args.endpoint}, "
-          f"previews {args.previews}; {machine()}")  # fmt: skip
+    print(f"\n== route {route}: {args.jobs} A/B pairs after {args.warmup} warm-up pairs, "
+          f"endpoint {args.endpoint}, previews {args.previews}; {machine()}")  # fmt: skip
     print("\nlatency until the image bytes are in hand (ms)")
     print(table(["", "p50", "p95", "p99", "mean", "min", "max"], rows))
     diff_pcts = {k: summary(a)[k] - summary(b)[k] for k in ("p50", "p95", "p99")}
@@ -180,7 +204,7 @@ def report(args: argparse.Namespace, samples: Samples, cpu: dict[str, float], id
     print(table(["process", "ms/job", "ms/job net of idle", "idle ms/s"], rows))
     print(f"(fake node process CPU for reference: {fake_cpu * ms / (2 * n):.2f} ms per prompt)")
     print(
-        f"\ntargets: added p50 <= 15 ms (got {summary(added)['p50']:.2f}), p99 <= 50 ms "
+        f"\ntargets ({route}): added p50 <= 15 ms (got {summary(added)['p50']:.2f}), p99 <= 50 ms "
         f"(got {summary(added)['p99']:.2f}), CPU <= 15 ms/job (got {no_redis * ms / n:.2f} without Redis, "
         f"{total * ms / n:.2f} with)"
     )
@@ -190,6 +214,9 @@ def main() -> None:
     args = parse_args()
     logging.disable(logging.INFO)
     base = json.loads(args.inputs)
+    routes = args.routes.split(",")
+    if unknown := set(routes) - set(ROUTES):
+        raise SystemExit(f"unknown route(s) {', '.join(sorted(unknown))}: choose from {', '.join(ROUTES)}")
     from nodes.comfy import ComfyClient  # no Django needed: the client is plain httpx + websockets
 
     print(f"at the start: {machine()}")
@@ -201,19 +228,22 @@ def main() -> None:
         django_setup(router)
         comfy = ComfyClient(fleet.urls[0], timeout=30)
         with router.client() as client:
-            alternate(args.warmup, args.endpoint, base, client, comfy)
+            # The Fast-API route answers with the images themselves in base64 output mode; /run is unaffected.
+            client.patch(f"/api/endpoints/{args.endpoint}", json={"output_mode": "base64"}).raise_for_status()
+            for route in routes:
+                alternate(args.warmup, route, args.endpoint, base, client, comfy)
             before = router.cpu()
             time.sleep(args.idle)
-            after_idle = router.cpu()
-            idle = {role: v / args.idle for role, v in cpu_delta(before, after_idle).items()}
-            fake_before = fleet.cpu_seconds()
-            start, before = time.perf_counter(), router.cpu()
-            with router.profiled(args.profile):
-                samples = alternate(args.jobs, args.endpoint, base, client, comfy)
-            cpu, wall = cpu_delta(before, router.cpu()), time.perf_counter() - start
-            fake_cpu = fleet.cpu_seconds() - fake_before
+            idle = {role: v / args.idle for role, v in cpu_delta(before, router.cpu()).items()}
+            for route in routes:
+                fake_before = fleet.cpu_seconds()
+                start, before = time.perf_counter(), router.cpu()
+                with router.profiled(args.profile and f"{args.profile}/{route}"):
+                    samples = alternate(args.jobs, route, args.endpoint, base, client, comfy)
+                cpu, wall = cpu_delta(before, router.cpu()), time.perf_counter() - start
+                fake_cpu = fleet.cpu_seconds() - fake_before
+                report(args, route, samples, cpu, idle, wall, fake_cpu)
         comfy.close()
-        report(args, samples, cpu, idle, wall, fake_cpu)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from comfyrouter.auth import api_key_of
 from generations import services
 from generations.files import resolve_files
 from generations.models import Job, JobOutput
-from generations.serializers import job_json, outputs_by_name, signed_url
+from generations.serializers import absolute, job_json, outputs_by_name, signed_url
 from workflows_app.models import Endpoint
 from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values
@@ -135,8 +135,10 @@ def queue_full(exc: services.QueueFull) -> Response:
 def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
     """The outputs when the job succeeds within `wait`; else 202 with the job, or its failure."""
     job = services.job_wait(job, timeout=wait)
-    if job.state == Job.State.SUCCEEDED:
-        return Response(fastapi_outputs(job, request))
+    if job.state == Job.State.SUCCEEDED:  # Location: the job, for its timings, node and files' details
+        return Response(
+            fastapi_outputs(job, request), headers={"Location": absolute(f"/api/jobs/{job.id}", request)}
+        )
     body = job_json(job, request)
     if not job.is_finished:
         return Response(body, status=202, headers={"Location": body["links"]["self"]})

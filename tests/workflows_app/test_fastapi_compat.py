@@ -43,6 +43,8 @@ def test_a_fastapi_body_gets_the_named_images_in_base64(worker, fakes, operator_
     sent = fake.last_prompt_body["prompt"]
     assert sent["3"]["inputs"]["seed"] == 1234 and sent["3"]["inputs"]["steps"] == 3
     assert sent["6"]["inputs"]["text"] == "a lighthouse"
+    job = api_client.get(response["Location"]).json()  # the job behind the answer
+    assert job["state"] == "succeeded" and job["endpoint"] == "sd" and len(job["outputs"]) == 1
 
 
 def test_url_mode_answers_signed_links(worker, fakes, operator_client, api_client, anon_client):
