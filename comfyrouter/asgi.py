@@ -19,13 +19,22 @@ from .middleware import StreamedBodyLimit  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 try:
-    from daphne.http_protocol import WebRequest  # noqa: E402
+    from daphne import http_protocol  # noqa: E402
 except ImportError:  # served by another ASGI server
     pass
 else:
-    # Twisted parses the Content-Type of every POST with the stdlib email parser (1.5 ms of CPU) and a
-    # multipart body in full, to fill request.args, which Daphne never reads: the app gets the raw body.
-    WebRequest._parsePOSTFormSubmission = False
+
+    class WebRequest(http_protocol.WebRequest):
+        """Without Twisted's parse of form bodies into request.args, which Daphne never reads (the app gets
+        the raw body and Django parses it). That parse checked the Content-Type of every POST with the
+        stdlib e-mail parser, JSON included; kept a second copy of each upload in memory; and answered a
+        multipart body it could not parse with a bare "400 Bad Request" of its own, not the API's JSON."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            # Twisted ≥ 25.5 sets the instance's flag from this argument: a class attribute is overridden.
+            super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)
+
+    http_protocol.WebRequest = WebRequest  # the name Daphne's HTTPFactory builds each request from
 
 application = ProtocolTypeRouter(
     {
