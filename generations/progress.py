@@ -105,9 +105,15 @@ def wait_finished(job_id: Any, *, timeout: float, is_finished: Callable[[], bool
             wait = min(deadline, check_at) - now
             if pubsub is None:
                 time.sleep(wait)
-            # The subscription's confirmation is skipped (None) without a wait: not worth a query.
-            elif pubsub.get_message(timeout=wait) is not None:
-                return True  # published after the final state was committed
+                continue
+            try:
+                # The subscription's confirmation is skipped (None) without a wait: not worth a query.
+                if pubsub.get_message(timeout=wait) is not None:
+                    return True  # published after the final state was committed
+            except redis.RedisError:  # Redis restarting: its message may be lost; the database says
+                log.warning("lost the wake-up subscription of job %s; polling", job_id, exc_info=True)
+                pubsub.close()
+                pubsub, every, check_at = None, 0.2, now
         return is_finished()
     finally:
         if pubsub is not None:

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 
+from comfyrouter.redisconn import redis_client
 from generations import progress
 
 
@@ -57,3 +58,17 @@ def test_the_deadline_passes_with_a_last_check():
     assert not progress.wait_finished(uuid.uuid4(), timeout=0.5, is_finished=finished)
     assert 0.45 < time.monotonic() - started < 1.0
     assert finished.calls == 2  # before waiting, and at the deadline
+
+
+def test_a_subscription_lost_mid_wait_falls_back_to_the_database_at_once():
+    finished = Finished()
+
+    def end_unannounced() -> None:
+        finished.ended = True  # written while the subscription is down: no message will come
+        redis_client().client_kill_filter(_type="pubsub")
+
+    threading.Timer(0.2, end_unannounced).start()
+    started = time.monotonic()
+    assert progress.wait_finished(uuid.uuid4(), timeout=10, is_finished=finished)
+    assert time.monotonic() - started < 0.7  # no error, and not the second of a lost message
+    assert finished.calls == 2
