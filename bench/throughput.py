@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -119,8 +120,9 @@ def cpu_table(router: Router, before: dict[str, float], after: dict[str, float],
 
 def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, inputs: dict[str, Any]) -> None:
     fleet.configure(step_time=0.0, node_time=0.0)
-    cpu0, fake0 = router.cpu(), fleet.cpu_seconds()
+    cpu0, fake0, client0 = router.cpu(), fleet.cpu_seconds(), time.process_time()
     sent = asyncio.run(submit_all(router, args.endpoint, inputs, args.jobs, args.clients))
+    client = time.process_time() - client0  # this process: the submitting client (its polling comes after)
     result = wait_finished(sent.ids, timeout=600)
     wall = (result["last"] or time.time()) - sent.first
     cpu1, fake1 = router.cpu(), fleet.cpu_seconds()
@@ -135,6 +137,16 @@ def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
           f"ms/job ({(fake1 - fake0) / wall * 100:.0f}% of one core)")  # fmt: skip
     print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
     print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
+    # What the machine's cores are shared by: jobs/s cannot exceed their CPU over the CPU one job costs.
+    roles = ("web", "worker", "beat", "supervisor", "redis")
+    router_cpu = sum(cpu1.get(r, 0.0) - cpu0.get(r, 0.0) for r in roles)
+    per_job = {"router and Redis": router_cpu, "fake nodes": fake1 - fake0, "bench client": client}
+    total = sum(per_job.values()) * 1000 / args.jobs
+    parts = ", ".join(f"{name} {seconds * 1000 / args.jobs:.2f}" for name, seconds in per_job.items())
+    print(
+        f"CPU per job on this machine's {os.cpu_count()} cores: {parts} = {total:.2f} ms; "
+        f"at most {os.cpu_count() * 1000 / total:.0f} jobs/s if every core did nothing else"
+    )
     print(f"target >= 100 jobs/s: got {result['done'] / wall:.1f}")
 
 
