@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 RUN = "/api/endpoints/sd15-txt2img/run"
 
 
-def test_a_multipart_body_twisted_cannot_parse_is_answered_by_the_api_in_json(daphne, api_key):
+def test_a_multipart_body_twisted_cannot_parse_is_answered_by_the_api_in_json(daphne, builtin_endpoints, api_key):
     _, raw = api_key
     garbage = {"Content-Type": "multipart/form-data; boundary=zzz"}
 
