@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from comfyrouter.serializers import BodySerializer
 from generations.downloads import DownloadRefused, check_url
 from generations.models import Job, JobOutput
 from generations.signing import output_token
@@ -206,7 +207,7 @@ class WaitField(serializers.Field):
         return value
 
 
-class EndpointRunInput(serializers.Serializer):
+class EndpointRunInput(BodySerializer):
     inputs = serializers.DictField(required=False, default=dict, help_text="The endpoint's inputs.")
     wait = WaitField(required=False, default=False)
     webhook_url = serializers.URLField(required=False, default="", max_length=2000)

@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.validators import UniqueValidator
 
+from comfyrouter.serializers import BodySerializer
 from nodes.models import Node
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -31,7 +32,7 @@ def validate_extra_headers(value: Any) -> dict[str, str]:
     return value
 
 
-class NodeCreateInput(serializers.Serializer):
+class NodeCreateInput(BodySerializer):
     name = serializers.CharField(max_length=100, validators=[_unique_name()])
     base_url = serializers.URLField(max_length=500, help_text="e.g. http://10.0.0.5:8188")
     capacity = serializers.IntegerField(min_value=1, max_value=64, default=2)

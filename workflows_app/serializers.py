@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from comfyrouter.serializers import BodySerializer
 from workflows_app.models import Endpoint, Workflow, WorkflowVersion
 from workflows_app.schema import input_schema
 from workflows_app.services import version_params
@@ -14,7 +15,7 @@ def public_url(path: str, request=None) -> str:
     return request.build_absolute_uri(path) if request is not None else settings.COMFYROUTER_PUBLIC_URL + path
 
 
-class WorkflowImportInput(serializers.Serializer):
+class WorkflowImportInput(BodySerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, default="", allow_blank=True)
     graph = serializers.JSONField(help_text="The workflow: API format or the editor's workflow.json (UI format).")
@@ -49,7 +50,7 @@ class WorkflowOutput(serializers.ModelSerializer):
         return [{"slug": endpoint.slug, "version": endpoint.version.number} for endpoint in endpoints]
 
 
-class EndpointFieldsInput(serializers.Serializer):
+class EndpointFieldsInput(BodySerializer):
     title = serializers.CharField(max_length=200, required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
     enabled = serializers.BooleanField(required=False)

@@ -54,13 +54,32 @@ def test_bad_inputs_are_all_listed_with_field_value_and_rule(builtin_endpoints, 
 
 @pytest.mark.parametrize(
     "body",
-    [{"inputs": []}, {"wait": "soon"}, {"wait": -1}, {"priority": 99}, {"webhook_url": "ftp://x/y"}],
+    [
+        {"inputs": []},
+        {"wait": "soon"},
+        {"wait": -1},
+        {"priority": 99},
+        {"webhook_url": "ftp://x/y"},
+        {"input": {"prompt": "a typo runs no job with the defaults"}},
+    ],
 )
 def test_a_malformed_envelope_is_a_400_naming_the_field(builtin_endpoints, api_client, body):
     response = api_client.post(RUN, body, format="json")
 
     assert response.status_code == 400
     assert set(response.json()) == set(body)
+
+
+def test_a_json_body_sent_as_a_form_is_refused_with_the_header_it_needs(builtin_endpoints, api_client):
+    body = '{"inputs": {"prompt": "a castle"}}'  # curl -d without -H 'Content-Type: application/json'
+
+    response = api_client.generic("POST", RUN, body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    [message] = response.json()[body]
+    assert message.startswith("Unknown field: this body takes inputs, wait, webhook_url, priority.")
+    assert message.endswith("A JSON body needs the header Content-Type: application/json.")
+    assert not Job.objects.exists()  # before, a job ran with the default inputs
 
 
 def test_unknown_and_disabled_endpoints_are_404(builtin_endpoints, api_client):

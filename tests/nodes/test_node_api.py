@@ -192,6 +192,16 @@ def test_capacity_and_name_can_be_edited_while_the_node_is_down(operator_client,
     assert response.json()["capacity"] == 5 and response.json()["name"] == "renamed"
 
 
+def test_a_misspelt_field_is_refused_and_nothing_changes(operator_client, node):
+    response = operator_client.patch(f"/api/nodes/{node.id}", {"capcity": 5}, format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "capcity": ["Unknown field: this body takes name, base_url, capacity, auth_token, extra_headers, enabled."]
+    }
+    assert Node.objects.get(id=node.id).capacity == node.capacity
+
+
 def test_a_new_address_is_checked_before_it_is_saved(operator_client, node, dead_url):
     response = operator_client.patch(f"/api/nodes/{node.id}", {"base_url": dead_url}, format="json")
     assert response.status_code == 400

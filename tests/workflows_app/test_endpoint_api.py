@@ -102,6 +102,9 @@ def test_staff_change_and_remove_endpoints(operator_client, api_client):
     assert "sd" not in [item["slug"] for item in api_client.get(URL).json()]
     bad = operator_client.patch(f"{URL}sd", {"defaults": {"size.width": 3}}, format="json")
     assert bad.status_code == 400 and bad.json()["errors"] == ["defaults.size.width: 3 must be ≥ 16"]
+    misspelt = operator_client.patch(f"{URL}sd", {"max_wiat": 99}, format="json")
+    assert misspelt.status_code == 400 and list(misspelt.json()) == ["max_wiat"]
+    assert operator_client.get(f"{URL}sd").json()["max_wait"] == 10
 
     assert api_client.delete(f"{URL}sd").status_code == 403
     assert operator_client.delete(f"{URL}sd").status_code == 204
