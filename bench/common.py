@@ -119,6 +119,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
+# The roles of the processes Router.cpu() reports, Redis last.
+ROLES = ("web", "worker", "beat", "supervisor", "redis")
+
+
 def role_of(name: str) -> str:
     """The role of a runrouter process: "worker-2" is a worker."""
     base, _, number = name.rpartition("-")

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import FakeFleet, Router, django_setup, machine, summary, table
+from bench.common import ROLES, FakeFleet, Router, django_setup, machine, summary, table
 
 
 @dataclass
@@ -185,14 +185,13 @@ def report(args: argparse.Namespace, route: str, samples: Samples, cpu: dict[str
     print(f"difference of percentiles (A pXX - B pXX): p50 {diff_pcts['p50']:.2f}  p95 {diff_pcts['p95']:.2f}  "
           f"p99 {diff_pcts['p99']:.2f} ms")  # fmt: skip
     n = args.jobs
-    roles = ["web", "worker", "beat", "supervisor", "redis"]
     rows = []
-    for role in roles:
+    for role in ROLES:
         background = idle.get(role, 0.0) * wall
         rows.append([role, cpu.get(role, 0.0) * ms / n, (cpu.get(role, 0.0) - background) * ms / n,
                      idle.get(role, 0.0) * ms])  # fmt: skip
-    no_redis = sum(cpu.get(r, 0.0) for r in roles if r != "redis")
-    no_redis_bg = sum(idle.get(r, 0.0) for r in roles if r != "redis") * wall
+    no_redis = sum(cpu.get(r, 0.0) for r in ROLES if r != "redis")
+    no_redis_bg = sum(idle.get(r, 0.0) for r in ROLES if r != "redis") * wall
     total = no_redis + cpu.get("redis", 0.0)
     total_bg = no_redis_bg + idle.get("redis", 0.0) * wall
     rows.append(

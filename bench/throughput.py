@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import FakeFleet, Router, busy_intervals, django_setup, job_phases, machine, table
+from bench.common import ROLES, FakeFleet, Router, busy_intervals, django_setup, job_phases, machine, table
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -109,11 +109,10 @@ def wait_finished(ids: list[str], timeout: float) -> dict[str, Any]:
 
 def cpu_table(router: Router, before: dict[str, float], after: dict[str, float], jobs: int, wall: float) -> str:
     rows = []
-    roles = ["web", "worker", "beat", "supervisor", "redis"]
-    for role in roles:
+    for role in ROLES:
         used = after.get(role, 0.0) - before.get(role, 0.0)
         rows.append([role, used * 1000 / jobs, used / wall * 100])
-    no_redis = sum(after.get(r, 0.0) - before.get(r, 0.0) for r in roles if r != "redis")
+    no_redis = sum(after.get(r, 0.0) - before.get(r, 0.0) for r in ROLES if r != "redis")
     rows.append(["router w/o redis", no_redis * 1000 / jobs, no_redis / wall * 100])
     return table(["process", "CPU ms/job", "% of one core"], rows)
 
@@ -138,8 +137,7 @@ def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     print(table(["job phase", "p50 ms", "p95 ms", "mean ms", "max ms"], job_phases(sent.ids)))
     print(cpu_table(router, cpu0, cpu1, args.jobs, wall))
     # What the machine's cores are shared by: jobs/s cannot exceed their CPU over the CPU one job costs.
-    roles = ("web", "worker", "beat", "supervisor", "redis")
-    router_cpu = sum(cpu1.get(r, 0.0) - cpu0.get(r, 0.0) for r in roles)
+    router_cpu = sum(cpu1.get(r, 0.0) - cpu0.get(r, 0.0) for r in ROLES)
     per_job = {"router and Redis": router_cpu, "fake nodes": fake1 - fake0, "bench client": client}
     total = sum(per_job.values()) * 1000 / args.jobs
     parts = ", ".join(f"{name} {seconds * 1000 / args.jobs:.2f}" for name, seconds in per_job.items())
