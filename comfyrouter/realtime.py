@@ -1,8 +1,9 @@
 """The process-wide publisher to the channel layer, shared by every app (nodes, generations).
 
-Workers are sync; the channel layer is async. One publisher thread per process owns an event
-loop and sends messages in order, so a slow Redis never blocks a job and the loop (and its
-Redis connections) is not rebuilt for every frame.
+One publisher thread per process sends the messages in order, so a slow Redis never blocks a job. It
+writes them as channels_redis's pub/sub layer does (its serializer, one PUBLISH per message to the
+group's channel) with the process's sync Redis client, each batch in one round trip: going through the
+async layer cost an event loop in the thread and a wake-up of it per message.
 
 Messages that only say where something is now (a job's progress, its newest preview) are
 conflated: when newer ones of the same job queue up behind one, the older one is not sent. A
@@ -20,7 +21,6 @@ job's state and newest preview on joining anyway. Other messages are always sent
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import math
@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from comfyrouter.redisconn import redis_client
 
@@ -152,10 +153,15 @@ class Audience:
         return answer is not None and now - answer[1] < self.recheck
 
 
+def group_channel(group: str) -> str:
+    """The Redis pub/sub channel of a channel-layer group, named as channels_redis's pub/sub layer names it."""
+    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    return f"{prefix}__group__{group}"
+
+
 def subscriber_counts(groups: list[str]) -> dict[str, int]:
-    """How many subscribers each group has: its pub/sub channel's, as channels_redis's pub/sub layer names it."""
-    layer = get_channel_layer()._get_layer()  # this thread's loop's layer: it names the groups' channels
-    channels = {layer._get_group_channel_name(group): group for group in groups}
+    """How many subscribers each group has: its pub/sub channel's."""
+    channels = {group_channel(group): group for group in groups}
     counts = redis_client().pubsub_numsub(*channels)
     return {channels[name.decode()]: count for name, count in counts}
 
@@ -163,79 +169,65 @@ def subscriber_counts(groups: list[str]) -> dict[str, int]:
 class _Publisher:
     def __init__(self) -> None:
         self.pid = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.pending: collections.deque[Outgoing] = collections.deque(maxlen=MAX_BACKLOG)
         self.pacer = Pacer()
         self.audience = Audience(subscriber_counts)
-        self.wakeup: asyncio.Event | None = None
-        self.idle = False  # the publisher thread waits for messages: a sender must wake it
-        self.wakes_at = math.inf  # when the idle publisher thread wakes by itself (a held message is due)
-        self.lock = threading.Lock()  # guards all of the above
+        self.wakes_at = math.inf  # when the waiting publisher thread wakes by itself (a held message is due)
+        self.ready = threading.Condition()  # guards all of the above; notified when there is something to send
 
     def send(self, group: str, message: dict[str, Any]) -> None:
         if message.get("type") in CONFLATED and self.audience.absent(group, time.monotonic()):
             return  # no one watches: not even a wake-up
-        with self.lock:
-            loop = self._ensure_running()
+        with self.ready:
+            self._ensure_running()
             ready = self.pacer.admit([(group, message)], time.monotonic())
             self.pending.extend(ready)
-            # Waking the loop is a write to its self-pipe: skip it while the thread is busy sending (it
-            # looks at `pending` again before it waits), and for a message held no later than it wakes.
-            wake = self.idle and (ready or (self.pacer.next_due() or math.inf) < self.wakes_at)
-            if wake:
-                self.idle = False
-        if wake:
-            loop.call_soon_threadsafe(self._wake)
+            # A busy publisher thread looks at `pending` again before it waits; a waiting one needs waking
+            # only for a message to send now, or one held that is due before it wakes.
+            if ready or (self.pacer.next_due() or math.inf) < self.wakes_at:
+                self.ready.notify()
 
-    def _wake(self) -> None:
-        assert self.wakeup is not None
-        self.wakeup.set()
-
-    def _ensure_running(self) -> asyncio.AbstractEventLoop:
+    def _ensure_running(self) -> None:
         # Celery's prefork pool forks after import: each child process needs its own thread.
-        if self.loop is None or self.pid != os.getpid():
+        if self.pid != os.getpid():
             self.pid = os.getpid()
-            self.loop = asyncio.new_event_loop()
             self.pending.clear()  # messages queued by the parent are the parent's to send
             self.pacer = Pacer()
             self.audience = Audience(subscriber_counts)
-            self.idle = False
-            threading.Thread(target=self._run, args=(self.loop,), name="realtime", daemon=True).start()
-        return self.loop
+            self.wakes_at = math.inf
+            threading.Thread(target=self._run, name="realtime", daemon=True).start()
 
-    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(self._drain())
-
-    async def _drain(self) -> None:
-        layer = get_channel_layer()
-        loop = asyncio.get_running_loop()
-        self.wakeup = wakeup = asyncio.Event()
+    def _run(self) -> None:
         while True:
-            wakeup.clear()
-            with self.lock:
+            self._publish(self._next_batch())
+
+    def _next_batch(self) -> list[Outgoing]:
+        """Waits for messages to send, the held ones included once due, and takes them all."""
+        with self.ready:
+            while True:
                 self.pending.extend(self.pacer.admit([], time.monotonic()))  # the held ones now due
-                batch = [self.pending.popleft() for _ in range(len(self.pending))]
-                if not batch:
-                    self.idle, self.wakes_at = True, self.pacer.next_due() or math.inf
-            if not batch:
-                # The loop's clock is time.monotonic(), as the pacer's.
-                timer = loop.call_at(self.wakes_at, wakeup.set) if self.wakes_at < math.inf else None
-                await wakeup.wait()
-                self.idle = False  # also when the timer woke it: senders need not
-                if timer is not None:
-                    timer.cancel()
-                continue
-            # Progress and previews go only to groups someone listens to (see the module's docstring).
-            live = {group for group, message in batch if message.get("type") in CONFLATED}
-            watched = self.audience.watched(live, time.monotonic()) if live else set()
+                if self.pending:
+                    self.wakes_at = -math.inf  # busy: a sender's notify is not needed, and is harmless
+                    batch = list(self.pending)
+                    self.pending.clear()
+                    return batch
+                self.wakes_at = self.pacer.next_due() or math.inf
+                self.ready.wait(None if self.wakes_at == math.inf else max(0.0, self.wakes_at - time.monotonic()))
+
+    def _publish(self, batch: list[Outgoing]) -> None:
+        """Sends `batch` in order, in one round trip to Redis, in the channel layer's wire format."""
+        # Progress and previews go only to groups someone listens to (see the module's docstring).
+        live = {group for group, message in batch if message.get("type") in CONFLATED}
+        watched = self.audience.watched(live, time.monotonic()) if live else set()
+        try:
+            layer = get_channel_layer()
+            pipe = redis_client().pipeline(transaction=False)
             for group, message in conflate(batch):
-                if message.get("type") in CONFLATED and group not in watched:
-                    continue
-                try:
-                    await layer.group_send(group, message)
-                except Exception:  # noqa: BLE001 - live updates are best effort; the DB has the truth
-                    log.warning("could not publish %s to %s", message.get("type"), group, exc_info=True)
+                if message.get("type") not in CONFLATED or group in watched:
+                    pipe.publish(group_channel(group), layer.serialize(message))
+            pipe.execute()
+        except Exception:  # noqa: BLE001 - live updates are best effort; the DB has the truth
+            log.warning("could not publish %d messages", len(batch), exc_info=True)
 
 
 _publisher = _Publisher()
