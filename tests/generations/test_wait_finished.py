@@ -72,3 +72,38 @@ def test_a_subscription_lost_mid_wait_falls_back_to_the_database_at_once():
     assert progress.wait_finished(uuid.uuid4(), timeout=10, is_finished=finished)
     assert time.monotonic() - started < 0.7  # no error, and not the second of a lost message
     assert finished.calls == 2
+
+
+def test_a_late_end_of_an_earlier_wait_does_not_wake_the_next_one():
+    """A thread's waits share one connection: an end published as a wait gives up, before it stops listening,
+    reaches that connection unread, and must not pass for the next job's end."""
+    first, calls = uuid.uuid4(), []
+
+    def late(job_id=first) -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the check at the deadline: the job ends now, too late for this wait
+            progress.notify_finished(job_id)
+        return False
+
+    assert not progress.wait_finished(first, timeout=0.3, is_finished=late)
+    second, finished = uuid.uuid4(), Finished()
+    threading.Timer(0.4, finished.end, args=(second,)).start()
+    started = time.monotonic()
+    assert progress.wait_finished(second, timeout=10, is_finished=finished)
+    assert 0.35 < time.monotonic() - started < 1.0
+    assert finished.calls == 1
+
+
+def test_waits_in_one_thread_keep_one_connection():
+    def connections() -> int:  # every client's, this process's or not: other clients may connect meanwhile
+        return redis_client().info("stats")["total_connections_received"]
+
+    finished = Finished()
+    finished.ended = True
+    progress.wait_finished(uuid.uuid4(), timeout=1, is_finished=finished)  # the thread's first opens it
+    before = connections()
+    for _ in range(10):
+        job_id, finished = uuid.uuid4(), Finished()
+        threading.Timer(0.02, finished.end, args=(job_id,)).start()
+        assert progress.wait_finished(job_id, timeout=10, is_finished=finished)
+    assert connections() - before < 5  # a connection per wait made 10
