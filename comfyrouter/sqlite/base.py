@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 import time
@@ -145,6 +146,12 @@ def write_lock(database: str | None) -> WriteLock:
         return _locks[database]
 
 
+@functools.lru_cache(maxsize=1024)
+def qmark(query: str) -> str:
+    """`query` with Django's "format" placeholders (%s, %%) in SQLite's "qmark" style, as Django writes it."""
+    return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
+
+
 class Cursor(base.SQLiteCursorWrapper):
     """A lone write outside a transaction takes the write lock too, for as long as it runs."""
 
@@ -155,6 +162,11 @@ class Cursor(base.SQLiteCursorWrapper):
     def executemany(self, query, param_list):
         with self._lock_for(query):
             return super().executemany(query, param_list)
+
+    def convert_query(self, query, *, param_names=None):
+        # Django rewrites every query's %s placeholders to SQLite's ? with a regex: 15 us for a job's SELECT.
+        # The ORM sends the same few query texts again and again: each is rewritten once.
+        return qmark(query) if param_names is None else super().convert_query(query, param_names=param_names)
 
     def _lock_for(self, query: str) -> contextlib.AbstractContextManager:
         if self.connection.in_transaction or not is_write(query):

@@ -141,3 +141,15 @@ def test_a_writer_that_waited_too_long_leaves_the_queue():
     assert not lock.waiters
     lock.release()
     assert not lock.locked() and lock.acquire(timeout=0)
+
+
+def test_placeholders_are_rewritten_as_django_does_and_each_text_once(db_alias):
+    from comfyrouter.sqlite.base import qmark
+
+    qmark.cache_clear()
+    with connections[db_alias].cursor() as cursor:
+        for n in (1, 2, 3):
+            cursor.execute("UPDATE counter SET n = %s WHERE id = %s AND '50%%' LIKE '%%'", [n, 1])
+        cursor.execute("SELECT n, '%%' FROM counter WHERE id = %s", [1])
+        assert cursor.fetchone() == (3, "%")
+    assert qmark.cache_info().misses == 2 and qmark.cache_info().hits == 2
