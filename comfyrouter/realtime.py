@@ -207,7 +207,7 @@ class _Publisher:
             while True:
                 self.pending.extend(self.pacer.admit([], time.monotonic()))  # the held ones now due
                 if self.pending:
-                    self.wakes_at = -math.inf  # busy: a sender's notify is not needed, and is harmless
+                    self.wakes_at = -math.inf  # sending: only a message to send now notifies (unheard, harmless)
                     batch = list(self.pending)
                     self.pending.clear()
                     return batch
