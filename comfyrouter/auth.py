@@ -77,9 +77,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return self.authenticate_key(raw)
 
     def authenticate_key(self, raw: str) -> tuple[AbstractBaseUser, ApiKey]:
-        key = ApiKey.objects.select_related("owner").filter(key_hash=hash_key(raw)).first()
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+        try:  # key_hash is unique: a get, without the ORDER BY and LIMIT of first()
+            key = ApiKey.objects.select_related("owner").get(key_hash=hash_key(raw))
+        except ApiKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
         if key.revoked_at is not None:
             raise exceptions.AuthenticationFailed(f"API key {key.prefix}… was revoked.")
         if not key.owner.is_active:

@@ -151,8 +151,8 @@ def job_create(
         raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
     try:
         with transaction.atomic():
-            # Read once: for the models (node_inventory), then for the claim.
-            nodes = list(Node.objects.filter(enabled=True).defer("health"))
+            # Read once: for the models (node_inventory), then for the claim. Unordered: the scheduler ranks.
+            nodes = list(Node.objects.filter(enabled=True).defer("health").order_by())
             unrunnable = _unrunnable(prompt, nodes)
             job = Job.objects.create(
                 prompt=prompt, model_files=model_files(prompt), inputs=inputs or {}, owner=owner, api_key=api_key,

@@ -264,7 +264,7 @@ def claim_jobs(
     """
     with transaction.atomic(savepoint=False):
         if nodes is None:
-            candidates = Node.objects.dispatchable().defer("health")  # see node_inventory
+            candidates = Node.objects.dispatchable().defer("health").order_by()  # node_inventory; rank_nodes sorts
             nodes = candidates if node_id is None else candidates.filter(id=node_id)
         nodes = {node.id: node for node in nodes if node_id in (None, node.id)}
         views = [NodeView.from_node(node) for node in nodes.values()]

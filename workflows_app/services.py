@@ -31,7 +31,8 @@ def version_params(version_id: int) -> EndpointParams:
 
 def cache_graphs() -> list[dict[str, Any]]:
     """The `[!cache]` subgraphs of every enabled endpoint: added to each prompt to keep them warm."""
-    versions = sorted(set(Endpoint.objects.enabled().values_list("version_id", flat=True)))
+    # Sorted here: the model's ORDER BY slug would cost every job's prompt a third more for this query.
+    versions = sorted(set(Endpoint.objects.enabled().order_by().values_list("version_id", flat=True)))
     return _cache_graphs(tuple(versions))
 
 
