@@ -165,7 +165,7 @@ class JobOutput(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["job", "index"]
+        ordering = ["job_id", "index"]  # by the column: ordering by "job" joined the job for its own ordering
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_job_output_index")]
 
     def __str__(self) -> str:
