@@ -26,7 +26,7 @@ from comfyrouter.auth import api_key_of
 from generations import services
 from generations.files import resolve_files
 from generations.models import Job, JobOutput
-from generations.serializers import absolute, job_json, outputs_by_name, signed_url
+from generations.serializers import job_json, job_url, outputs_by_name, signed_url
 from workflows_app.models import Endpoint
 from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values
@@ -115,10 +115,7 @@ class EndpointDetailFastApi(EndpointDetailApi):
     )
     def post(self, request: Request, slug: str) -> Response:
         """Run the endpoint with a ComfyUI-Fast-API body; answer {output name: [files]} when it ends in time."""
-        try:  # not get_endpoint(): a run needs no workflow row, and a disabled endpoint runs for no one
-            endpoint = Endpoint.objects.enabled().select_related("version").get(slug=slug)
-        except Endpoint.DoesNotExist:
-            raise Http404(f"No enabled endpoint {slug!r}.") from None
+        endpoint = run_endpoint(slug)  # not get_endpoint(): a disabled endpoint runs for no one, staff included
         try:
             job = endpoint_job(request, endpoint, fastapi_inputs(request.data))
         except InputError as exc:
@@ -126,6 +123,13 @@ class EndpointDetailFastApi(EndpointDetailApi):
         except services.QueueFull as exc:
             return queue_full(exc)
         return fastapi_response(request, job, wait=endpoint.max_wait)
+
+
+def run_endpoint(slug: str) -> Endpoint:
+    """The endpoint a run request names; 404 unless it exists and is enabled."""
+    if (endpoint := Endpoint.objects.runnable(slug)) is None:
+        raise Http404(f"No enabled endpoint {slug!r}.")
+    return endpoint
 
 
 def queue_full(exc: services.QueueFull) -> Response:
@@ -137,9 +141,7 @@ def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
     """The outputs when the job succeeds within `wait`; else 202 with the job, or its failure."""
     job = services.job_wait(job, timeout=wait)
     if job.state == Job.State.SUCCEEDED:  # Location: the job, for its timings, node and files' details
-        return Response(
-            fastapi_outputs(job, request), headers={"Location": absolute(f"/api/jobs/{job.id}", request)}
-        )
+        return Response(fastapi_outputs(job, request), headers={"Location": job_url(job, request)})
     body = job_json(job, request)
     if not job.is_finished:
         return Response(body, status=202, headers={"Location": body["links"]["self"]})

@@ -20,6 +20,11 @@ def absolute(path: str, request=None) -> str:
     return request.build_absolute_uri(path) if request is not None else settings.COMFYROUTER_PUBLIC_URL + path
 
 
+def job_url(job: Job, request=None) -> str:
+    """The job's API address: its JSON's `links.self`, and the Location of answers that name it."""
+    return absolute(f"/api/jobs/{job.id}", request)
+
+
 def ws_url(path: str, request=None) -> str:
     url = absolute(path, request)
     return "ws" + url.removeprefix("http")
@@ -92,7 +97,7 @@ def job_json(job: Job, request=None) -> dict[str, Any]:
         if job.webhook_url
         else None,
         "links": {
-            "self": absolute(f"/api/jobs/{job.id}", request),
+            "self": job_url(job, request),
             "cancel": absolute(f"/api/jobs/{job.id}/cancel", request),
             "page": absolute(f"/jobs/{job.id}/", request),
             "preview": absolute(f"/preview/{job.id}", request),

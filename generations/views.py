@@ -14,11 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generations import progress, services
-from generations.endpoint_views import endpoint_job, invalid_inputs, queue_full, run_body
+from generations.endpoint_views import endpoint_job, invalid_inputs, queue_full, run_body, run_endpoint
 from generations.models import Job, JobOutput
 from generations.serializers import EndpointRunInput, JobDetail, job_json
 from generations.signing import output_from_token
-from workflows_app.models import Endpoint
 from workflows_app.render import InputError
 
 
@@ -125,7 +124,7 @@ class EndpointRunApi(APIView):
 
     @extend_schema(request=EndpointRunInput, responses={200: JobDetail, 202: JobDetail})
     def post(self, request: Request, slug: str) -> Response:
-        endpoint = get_object_or_404(Endpoint.objects.enabled().select_related("version"), slug=slug)
+        endpoint = run_endpoint(slug)
         run = EndpointRunInput(data=run_body(request))
         run.is_valid(raise_exception=True)
         data = run.validated_data

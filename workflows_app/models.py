@@ -52,6 +52,13 @@ class EndpointQuerySet(models.QuerySet):
     def enabled(self) -> EndpointQuerySet:
         return self.filter(enabled=True)
 
+    def runnable(self, slug: str) -> Endpoint | None:
+        """The enabled endpoint `slug`, with the version a run renders from; None if there is none."""
+        try:  # a get by the unique slug: first() would add the model's ORDER BY
+            return self.enabled().select_related("version").get(slug=slug)
+        except Endpoint.DoesNotExist:
+            return None
+
 
 class Endpoint(models.Model):
     """A published workflow version reachable at /api/endpoints/<slug>/run."""

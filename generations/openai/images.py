@@ -43,10 +43,7 @@ def request_model(slug: str | None, *, default: str) -> Endpoint:
 
 def find_model(slug: str, *, image_model: bool = False) -> Endpoint:
     """The enabled endpoint a `model` names (one with a prompt, if `image_model`); 404 otherwise."""
-    try:  # a get: first() would order by slug
-        endpoint = Endpoint.objects.enabled().select_related("version").get(slug=slug)
-    except Endpoint.DoesNotExist:
-        endpoint = None
+    endpoint = Endpoint.objects.runnable(slug)
     if endpoint is None or (image_model and "prompt" not in endpoint_slots(endpoint)):
         message = f"The model '{slug}' does not exist or you do not have access to it."
         raise OpenAIError(404, message, param="model", code="model_not_found")
