@@ -137,6 +137,11 @@ def tree_cpu(root: int) -> dict[int, float]:
 # -- fake nodes ---------------------------------------------------------------------------------------------
 
 
+# The fakes stand for GPU servers on other machines; here they share the router's two cores. Pillow's PNG writer is
+# the largest part of their CPU per prompt: the benches use the fast one (same image and text chunks) by default.
+PNG_HELP = "the fakes' output PNGs: fast (the same image, 0.15 ms) or exact (Pillow's bytes, as ComfyUI's, 3 ms)"
+
+
 @dataclass
 class FakeFleet:
     """Fake ComfyUI nodes in separate processes (`per_process` fakes in each)."""

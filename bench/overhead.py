@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROLES, FakeFleet, Router, django_setup, machine, summary, table
+from bench.common import PNG_HELP, ROLES, FakeFleet, Router, django_setup, machine, summary, table
 
 
 @dataclass
@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--routes", default="inline,run", help="router routes measured (A), each in its own loop")
     parser.add_argument("--inputs", default='{"prompt": "a lighthouse at dawn"}', help="JSON endpoint inputs")
     parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
+    parser.add_argument("--png", choices=["fast", "exact"], default="fast", help=PNG_HELP)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle router CPU measured first")
     parser.add_argument("--concurrency", type=int, default=None, help="runrouter --concurrency")
     parser.add_argument("--profile", default="", help="py-spy web and worker into DIR/<route>/ (skews timings)")
@@ -178,7 +179,7 @@ def report(args: argparse.Namespace, route: str, samples: Samples, cpu: dict[str
         s = summary(values)
         rows.append([name, s["p50"], s["p95"], s["p99"], s["mean"], s["min"], s["max"]])
     print(f"\n== route {route}: {args.jobs} A/B pairs after {args.warmup} warm-up pairs, "
-          f"endpoint {args.endpoint}, previews {args.previews}; {machine()}")  # fmt: skip
+          f"endpoint {args.endpoint}, previews {args.previews}, {args.png} PNGs; {machine()}")  # fmt: skip
     print("\nlatency until the image bytes are in hand (ms)")
     print(table(["", "p50", "p95", "p99", "mean", "min", "max"], rows))
     diff_pcts = {k: summary(a)[k] - summary(b)[k] for k in ("p50", "p95", "p99")}
@@ -222,8 +223,7 @@ def main() -> None:
     print(f"at the start: {machine()}")
 
     with FakeFleet(count=1) as fleet, Router(concurrency=args.concurrency) as router:
-        if args.previews == "off":
-            fleet.configure(previews=False)
+        fleet.configure(previews=args.previews == "on", exact_png=args.png == "exact")
         router.add_nodes(fleet.urls)
         django_setup(router)
         comfy = ComfyClient(fleet.urls[0], timeout=30)

@@ -23,7 +23,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROLES, FakeFleet, Router, busy_intervals, django_setup, job_phases, machine, table
+from bench.common import (
+    PNG_HELP,
+    ROLES,
+    FakeFleet,
+    Router,
+    busy_intervals,
+    django_setup,
+    job_phases,
+    machine,
+    table,
+)
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -51,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="sampler steps per job (the `steps` input)")
     parser.add_argument("--job-ms", type=float, default=200.0, help="phase 2 job length (steps x step time)")
     parser.add_argument("--previews", choices=["on", "off"], default="on", help="fake sends sampler previews")
+    parser.add_argument("--png", choices=["fast", "exact"], default="fast", help=PNG_HELP)
     parser.add_argument("--loras", type=int, default=0, help="LoRA files each fake lists besides its defaults")
     parser.add_argument("--phases", default="1,2", help="which phases to run")
     parser.add_argument("--profile", default="", help="py-spy the web and worker into DIR/phase<n>/")
@@ -232,13 +243,13 @@ def main() -> None:
     }
     fakes = f"{args.nodes} in {-(-args.nodes // args.per_process)} process(es)"
     print(f"{machine()}\nworkers: {args.workers} processes, threads pool, --concurrency {args.concurrency} each; "
-          f"fakes: {fakes}; previews {args.previews}; {args.loras} extra LoRA files per node")  # fmt: skip
+          f"fakes: {fakes}; previews {args.previews}, {args.png} PNGs; {args.loras} extra LoRA files per node"
+    )  # fmt: skip
     with (
         FakeFleet(count=args.nodes, per_process=args.per_process) as fleet,
         Router(env_overrides=env, concurrency=args.concurrency) as router,
     ):
-        if args.previews == "off":
-            fleet.configure(previews=False)
+        fleet.configure(previews=args.previews == "on", exact_png=args.png == "exact")
         if args.loras:
             fleet.configure(models=inventory(args.loras))
         router.add_nodes(fleet.urls, capacity=args.capacity)

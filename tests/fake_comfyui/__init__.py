@@ -13,6 +13,8 @@ Knobs (constructor keywords or `configure(**knobs)`, thread-safe, also `POST /_f
     node_time: float = 0.0        seconds every other executed node takes
     steps_override: int | None    run this many steps instead of the graph's `steps`
     previews: bool = True         binary type 1/4 JPEG previews per step
+    exact_png: bool = True        output PNGs byte-identical to ComfyUI's (Pillow's); False: the same image and
+                                  text from a direct encoder, 0.15 ms instead of 3 at 512x512 (benchmarks)
     models: dict[str, list[str]]  folder -> files; feeds /models/{folder} and ckpt_name/lora_name/... combos
     require_token: str | None     every ComfyUI route and the WS upgrade need `Authorization: Bearer <token>`
     fault: dict | str | None      {"kind": ..., ...}; a bare string is {"kind": <string>}

@@ -24,15 +24,15 @@ def node_ui(
         return None
     metadata = {"prompt": run.prompt, **(run.extra.get("extra_pnginfo") or {})}
     if "filename_prefix" in values:
-        files = save_images(rt.dirs.output, str(values["filename_prefix"]), values["images"], metadata, "output")
+        prefix, folder, kind = str(values["filename_prefix"]), rt.dirs.output, "output"
     else:
-        prefix = images.temp_prefix()
-        files = save_images(rt.dirs.temp, prefix, values["images"], metadata, "temp")
+        prefix, folder, kind = images.temp_prefix(), rt.dirs.temp, "temp"
+    files = save_images(folder, prefix, values["images"], metadata, kind, exact=rt.knobs.exact_png)
     return {"images": files}
 
 
 def save_images(
-    base: str, prefix: str, image: dict[str, Any], metadata: dict[str, Any], kind: str
+    base: str, prefix: str, image: dict[str, Any], metadata: dict[str, Any], kind: str, *, exact: bool = True
 ) -> list[dict[str, Any]]:
     """`<prefix>_<5-digit counter>_.png`, counter continuing over existing files (README §4)."""
     folder, name, subfolder = _save_path(base, prefix, image)
@@ -41,11 +41,11 @@ def save_images(
     for batch_number in range(image["batch"]):
         filename = f"{name.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
         size = (image["width"], image["height"])
-        images.write_png(
-            os.path.join(folder, filename), size, image["color"], metadata, 4 if kind == "output" else 1
-        )
+        level = 4 if kind == "output" else 1
+        images.write_png(os.path.join(folder, filename), size, image["color"], metadata, level, exact=exact)
         files.append({"filename": filename, "subfolder": subfolder, "type": kind})
         counter += 1
+    _counters[(folder, name)] = (os.stat(folder).st_mtime_ns, counter)
     return files
 
 
@@ -66,7 +66,15 @@ def _save_path(base: str, prefix: str, image: dict[str, Any]) -> tuple[str, str,
     return folder, name, subfolder
 
 
+# (folder, prefix) -> (the folder's mtime after this process last saved there, the next counter). ComfyUI lists
+# the folder for every save; with thousands of files that was the fake's largest cost after the PNG itself.
+_counters: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def _next_counter(folder: str, name: str) -> int:
+    mtime, counter = _counters.get((folder, name), (None, 0))
+    if mtime == os.stat(folder).st_mtime_ns:
+        return counter  # nothing was added or removed since our last save: the listing would give the same
     pattern = re.compile(re.escape(name) + r"_(\d+)_")
     counters = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
     return max(counters, default=0) + 1

@@ -38,6 +38,7 @@ class Knobs:
     node_time: float = 0.0
     steps_override: int | None = None
     previews: bool = True
+    exact_png: bool = True
     models: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_MODELS.items()})
     require_token: str | None = None
     fault: dict[str, Any] | None = None
