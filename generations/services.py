@@ -18,7 +18,15 @@ from django.utils import timezone
 from generations import progress
 from generations.models import CachedFile, Job, JobOutput
 from generations.outputs import discard_outputs, record_outputs
-from nodes.dispatch import NodeView, claim_jobs, missing_models, model_files, primary_checkpoint, release_slot
+from nodes.dispatch import (
+    NodeView,
+    claim_jobs,
+    claim_new_job,
+    missing_models,
+    model_files,
+    primary_checkpoint,
+    release_slot,
+)
 from nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -146,23 +154,28 @@ def job_create(
     if idempotency_key and (existing := _idempotent_job(owner, idempotency_key)):
         return existing
     files = list(files)
-    pending = Job.objects.queued().count()
-    if pending >= settings.COMFYROUTER_PENDING_LIMIT:
-        raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
     try:
         with transaction.atomic():
+            pending = Job.objects.queued().count()
+            if pending >= settings.COMFYROUTER_PENDING_LIMIT:
+                raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
             # Read once: for the models (node_inventory), then for the claim. Unordered: the scheduler ranks.
             nodes = list(Node.objects.filter(enabled=True).defer("health").order_by())
             unrunnable = _unrunnable(prompt, nodes)
-            job = Job.objects.create(
+            job = Job(
                 prompt=prompt, model_files=model_files(prompt), inputs=inputs or {}, owner=owner, api_key=api_key,
                 endpoint=endpoint, source=source, priority=priority, webhook_url=webhook_url,
                 idempotency_key=idempotency_key, has_input_files=bool(files),
             )  # fmt: skip
+            # With nothing else queued, nothing is ahead of this job: it takes a free slot as it is inserted.
+            node = None if unrunnable or pending else _claim_new(job, nodes)
+            job.save(force_insert=True)
             if files:
                 job.input_files.set(files)
             if unrunnable:
                 _finish(job, Job.State.FAILED, error=unrunnable)
+            elif node is not None:
+                transaction.on_commit(lambda: _hand_over([(job, node)]), robust=True)  # announced as assigned
             else:
                 pairs = enqueue_dispatch(queued=True, nodes=nodes)
                 if mine := next((claimed for claimed, _node in pairs if claimed.id == job.id), None):
@@ -177,6 +190,15 @@ def job_create(
             return existing
         raise
     return job  # _finish refreshed it if it failed at once
+
+
+def _claim_new(job: Job, nodes: list[Node]) -> Node | None:
+    try:
+        with transaction.atomic():  # a savepoint: a failed claim leaves the job to be inserted queued
+            return claim_new_job(job, nodes)
+    except DatabaseError:
+        log.warning("claiming a slot for a new job failed; it is queued", exc_info=True)
+        return None
 
 
 def job_wait(job: Job, *, timeout: float) -> Job:

@@ -278,6 +278,19 @@ def claim_jobs(
         return [(jobs[j], nodes[n]) for j, n in pairs if _claim(jobs[j], nodes[n])]
 
 
+def claim_new_job(job: Job, nodes: Iterable[Node]) -> Node | None:
+    """Give a job not inserted yet a node slot, when the caller saw no other job queued: the plan needs no read
+    of the queue, and the job is inserted assigned, not updated after. Returns the node whose slot it took (the
+    job's fields are set as the claim writes them), or None when no node can take it now."""
+    nodes = {node.id: node for node in nodes}
+    for _job_id, node_id in plan([JobView.from_job(job)], [NodeView.from_node(node) for node in nodes.values()]):
+        if claim_slot(node_id=node_id):
+            for name, value in job.hand_over(nodes[node_id], timezone.now()).items():
+                setattr(job, name, value)
+            return nodes[node_id]
+    return None
+
+
 def _plan_queue(
     nodes: list[NodeView], *, slots: int, wait_for_locked: bool
 ) -> tuple[dict[Any, Job], list[tuple[Any, int]]]:
