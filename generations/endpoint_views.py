@@ -139,9 +139,10 @@ def queue_full(exc: services.QueueFull) -> Response:
 
 def fastapi_response(request: Request, job: Job, *, wait: int) -> Response:
     """The outputs when the job succeeds within `wait`; else 202 with the job, or its failure."""
-    job = services.job_wait(job, timeout=wait)
-    if job.state == Job.State.SUCCEEDED:  # Location: the job, for its timings, node and files' details
+    if services.job_wait_state(job, timeout=wait) == Job.State.SUCCEEDED:
+        # The outputs are all the answer needs of the job. Location: the job, for its timings, node and files.
         return Response(fastapi_outputs(job, request), headers={"Location": job_url(job, request)})
+    job = Job.objects.for_json().get(id=job.id)
     body = job_json(job, request)
     if not job.is_finished:
         return Response(body, status=202, headers={"Location": body["links"]["self"]})

@@ -205,10 +205,19 @@ def job_wait(job: Job, *, timeout: float) -> Job:
     """The job once it ends or `timeout` s pass, read afresh with what its JSON shows; at once, as it is."""
     if not timeout or job.is_finished:
         return job
+    job_wait_state(job, timeout=timeout)
+    return Job.objects.for_json().get(id=job.id)
+
+
+def job_wait_state(job: Job, *, timeout: float) -> str:
+    """The job's state once it ends or `timeout` s pass: for a caller that needs no more of its row (a read of
+    one column, not the job with its endpoint and node)."""
+    if not timeout or job.is_finished:
+        return job.state
     progress.wait_finished(
         job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
     )
-    return Job.objects.for_json().get(id=job.id)
+    return Job.objects.values_list("state", flat=True).get(id=job.id)
 
 
 def _idempotent_job(owner, key: str) -> Job | None:
