@@ -23,14 +23,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from comfyrouter.auth import api_key_of
+from comfyrouter.prepared import Prepared
 from generations import services
 from generations.files import resolve_files
 from generations.models import Job, JobOutput
 from generations.serializers import job_json, job_url, outputs_by_name, signed_url
-from workflows_app.models import Endpoint
+from workflows_app.models import Endpoint, runnable_endpoint
 from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values
 from workflows_app.views import EndpointDetailApi
+
+# The files a Fast-API answer carries (compiled once: comfyrouter.prepared).
+OUTPUTS = Prepared(lambda job: JobOutput.objects.filter(job_id=job))
 
 
 def endpoint_job(
@@ -94,7 +98,7 @@ def fastapi_outputs(job: Job, request: Request) -> dict[str, list[str]]:
     as_url = job.endpoint is None or job.endpoint.output_mode == Endpoint.OutputMode.URL
     return {
         name: [signed_url(output, request) if as_url else _base64(output) for output in outputs]
-        for name, outputs in outputs_by_name(job.outputs.all()).items()
+        for name, outputs in outputs_by_name(OUTPUTS.all(job=job.id)).items()
     }
 
 
@@ -127,7 +131,7 @@ class EndpointDetailFastApi(EndpointDetailApi):
 
 def run_endpoint(slug: str) -> Endpoint:
     """The endpoint a run request names; 404 unless it exists and is enabled."""
-    if (endpoint := Endpoint.objects.runnable(slug)) is None:
+    if (endpoint := runnable_endpoint(slug)) is None:
         raise Http404(f"No enabled endpoint {slug!r}.")
     return endpoint
 

@@ -15,6 +15,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from comfyrouter.prepared import Prepared
 from generations import progress
 from generations.models import CachedFile, Job, JobOutput
 from generations.outputs import discard_outputs, record_outputs
@@ -32,6 +33,17 @@ from nodes.models import Node
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = (Job.State.ASSIGNED, Job.State.RUNNING)
+
+# The reads every job makes, compiled once (comfyrouter.prepared).
+# The executor's first: the job with its node (node_inventory reads the node's health only when it changed).
+HANDED_OVER = Prepared(
+    lambda id, worker: Job.objects.select_related("node").defer("node__health")
+    .filter(id=id, worker=worker, state__in=IN_FLIGHT, node__isnull=False)
+)  # fmt: skip
+# The nodes a new job's models are checked against, and its claim plans with. Unordered: the scheduler ranks.
+ENABLED_NODES = Prepared(lambda: Node.objects.filter(enabled=True).defer("health").order_by())
+ANY_QUEUED = Prepared(lambda: Job.objects.queued().order_by().values_list("pk", flat=True)[:1])
+JOB_STATE = Prepared(lambda id: Job.objects.filter(id=id).values_list("state", flat=True))
 
 
 class JobError(Exception):
@@ -62,7 +74,7 @@ def enqueue_dispatch(
         # robust: with the database or Redis failing, the caller's write stands; the sweep dispatches later.
         transaction.on_commit(dispatch_now, robust=True)  # runs at once in autocommit
         return []
-    if not queued and not Job.objects.queued().exists():
+    if not queued and not ANY_QUEUED.all():
         return []
     try:
         with transaction.atomic():  # a savepoint: a failed claim leaves the caller's writes alone
@@ -85,7 +97,7 @@ def dispatch_now(*, node_id: int | None = None) -> list[tuple[Job, Node]]:
     per job over a dispatch task.
     """
     # A read first: most calls (each sweep) find the queue empty, and need no write lock.
-    if not Job.objects.queued().exists():
+    if not ANY_QUEUED.all():
         return []
     pairs = claim_jobs(node_id=node_id, wait_for_locked=True)  # its own transaction
     _hand_over(pairs)
@@ -159,8 +171,7 @@ def job_create(
             pending = Job.objects.queued().count()
             if pending >= settings.COMFYROUTER_PENDING_LIMIT:
                 raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
-            # Read once: for the models (node_inventory), then for the claim. Unordered: the scheduler ranks.
-            nodes = list(Node.objects.filter(enabled=True).defer("health").order_by())
+            nodes = ENABLED_NODES.all()  # read once: for the models (node_inventory), then for the claim
             unrunnable = _unrunnable(prompt, nodes)
             job = Job(
                 prompt=prompt, model_files=model_files(prompt), inputs=inputs or {}, owner=owner, api_key=api_key,
@@ -215,9 +226,9 @@ def job_wait_state(job: Job, *, timeout: float) -> str:
     if not timeout or job.is_finished:
         return job.state
     progress.wait_finished(
-        job.id, timeout=timeout, is_finished=lambda: Job.objects.finished().filter(id=job.id).exists()
+        job.id, timeout=timeout, is_finished=lambda: JOB_STATE.get(id=job.id) in Job.FINISHED_STATES
     )
-    return Job.objects.values_list("state", flat=True).get(id=job.id)
+    return JOB_STATE.get(id=job.id)
 
 
 def _idempotent_job(owner, key: str) -> Job | None:
@@ -243,10 +254,9 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
     delivers the message once (acked on receipt). If the job ended, or the reaper gave it to another
     executor meanwhile, the lease no longer matches.
     """
-    jobs = Job.objects.select_related("node").defer("node__health")  # the executor reads node_inventory
     if handed_over:
         try:
-            job = jobs.get(id=job_id, worker=handed_over, state__in=IN_FLIGHT, node__isnull=False)
+            job = HANDED_OVER.get(id=job_id, worker=handed_over)
         except Job.DoesNotExist:
             return None
         # A message that waited long for a free worker thread renews the lease before the reaper takes it.
@@ -264,7 +274,7 @@ def job_lease(*, job_id: Any, worker: str, handed_over: str = "") -> tuple[Job, 
     fresh = leasable.filter(prompt_id="").update(**lease, **Job.prompt_ids(), attempts=F("attempts") + 1)
     if not fresh and not leasable.update(**lease):
         return None
-    return jobs.get(id=job_id), not fresh
+    return Job.objects.select_related("node").defer("node__health").get(id=job_id), not fresh
 
 
 def job_heartbeat(*, job: Job, worker: str) -> bool:

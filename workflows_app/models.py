@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from comfyrouter.prepared import Prepared
+
 
 class Workflow(models.Model):
     """A named ComfyUI graph; every edit makes a new `WorkflowVersion`."""
@@ -52,13 +54,6 @@ class EndpointQuerySet(models.QuerySet):
     def enabled(self) -> EndpointQuerySet:
         return self.filter(enabled=True)
 
-    def runnable(self, slug: str) -> Endpoint | None:
-        """The enabled endpoint `slug`, with the version a run renders from; None if there is none."""
-        try:  # a get by the unique slug: first() would add the model's ORDER BY
-            return self.enabled().select_related("version").get(slug=slug)
-        except Endpoint.DoesNotExist:
-            return None
-
 
 class Endpoint(models.Model):
     """A published workflow version reachable at /api/endpoints/<slug>/run."""
@@ -88,3 +83,15 @@ class Endpoint(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+
+# The read of every run (compiled once: comfyrouter.prepared). A get by the unique slug, without the ORDER BY.
+RUNNABLE = Prepared(lambda slug: Endpoint.objects.enabled().select_related("version").filter(slug=slug))
+
+
+def runnable_endpoint(slug: str) -> Endpoint | None:
+    """The enabled endpoint `slug`, with the version a run renders from; None if there is none."""
+    try:
+        return RUNNABLE.get(slug=slug)
+    except Endpoint.DoesNotExist:
+        return None

@@ -20,7 +20,7 @@ from generations.models import CachedFile, Job, JobOutput
 from generations.openai import mapping
 from generations.openai.errors import OpenAIError, bad_request, upstream_failure
 from generations.serializers import signed_url
-from workflows_app.models import Endpoint
+from workflows_app.models import Endpoint, runnable_endpoint
 from workflows_app.objectinfo import object_info
 from workflows_app.render import InputError
 from workflows_app.services import endpoint_render, endpoint_values, version_params
@@ -43,7 +43,7 @@ def request_model(slug: str | None, *, default: str) -> Endpoint:
 
 def find_model(slug: str, *, image_model: bool = False) -> Endpoint:
     """The enabled endpoint a `model` names (one with a prompt, if `image_model`); 404 otherwise."""
-    endpoint = Endpoint.objects.runnable(slug)
+    endpoint = runnable_endpoint(slug)
     if endpoint is None or (image_model and "prompt" not in endpoint_slots(endpoint)):
         message = f"The model '{slug}' does not exist or you do not have access to it."
         raise OpenAIError(404, message, param="model", code="model_not_found")
