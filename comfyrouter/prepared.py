@@ -157,8 +157,10 @@ def _another(value: Any) -> Any:
 
 def _conversion(value: Any, param: Any) -> Convert:
     """How a value becomes its SQL parameter, as the field's database preparation made `param` of `value`."""
-    if type(param) is type(value) and param == value:
-        return uuid_value if isinstance(value, uuid.UUID) else type(value)
+    if isinstance(value, uuid.UUID) and isinstance(param, uuid.UUID) and param == value:
+        return uuid_value
+    if isinstance(value, int | str) and isinstance(param, type(value)) and param == value:
+        return type(param)  # the value's type, or the driver's own (psycopg's Int2 for a SmallIntegerField)
     as_uuid = value if isinstance(value, uuid.UUID) else _as_uuid_or_none(value)
     if as_uuid is not None:  # a UUIDField: the UUID itself (PostgreSQL) or its hex digits (SQLite)
         if param == as_uuid:
