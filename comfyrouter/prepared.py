@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import QuerySet
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import QuerySet, sql
 from django.db.models.query import (
     FlatValuesListIterable,
     ModelIterable,
@@ -34,11 +34,22 @@ Convert = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
-class _Compiled:
-    model: Any
+class _Statement:
     sql: str
     params: tuple[Any, ...]  # those of the first call; the slots are replaced by each call's values
     slots: tuple[tuple[int, str, Convert], ...]  # (parameter position, value name, value -> parameter)
+
+    def bind(self, values: dict[str, Any]) -> list[Any]:
+        params = list(self.params)
+        for position, name, convert in self.slots:
+            params[position] = convert(values[name])
+        return params
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    model: Any
+    statement: _Statement
     converters: dict[int, tuple[list[Callable[..., Any]], Any]]  # column -> (converters, expression), as Django's
     decode: Callable[[list[tuple[Any, ...]]], list[Any]]
 
@@ -55,12 +66,9 @@ class Prepared:
     def all(self, **values: Any) -> list[Any]:
         """The rows, decoded as the queryset's own iteration decodes them."""
         compiled = self._compiled or self._compile(values)
-        params = list(compiled.params)
-        for position, name, convert in compiled.slots:
-            params[position] = convert(values[name])
         connection = connections[self.using]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
+            cursor.execute(compiled.statement.sql, compiled.statement.bind(values))
             rows = cursor.fetchall()
         if compiled.converters:
             rows = [_convert(row, compiled.converters, connection) for row in rows]
@@ -85,23 +93,68 @@ class Prepared:
             return self._compiled
 
 
+class PreparedUpdate:
+    """An UPDATE built by `build(**values)` as (queryset, {field: value or expression}), compiled once for each set
+    of value names it is called with (a value given or not may change the SET clause); `run` returns the number of
+    rows updated, as QuerySet.update does. Single-table updates only."""
+
+    def __init__(
+        self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], *, using: str = DEFAULT_DB_ALIAS
+    ):
+        self.build = build
+        self.using = using
+        self._compiled: dict[frozenset[str], _Statement] = {}
+        self._lock = threading.Lock()
+
+    def run(self, **values: Any) -> int:
+        statement = self._compiled.get(frozenset(values)) or self._compile(values)
+        connection = connections[self.using]
+        with transaction.mark_for_rollback_on_error(using=self.using), connection.cursor() as cursor:
+            cursor.execute(statement.sql, statement.bind(values))
+            return cursor.rowcount
+
+    def _compile(self, values: dict[str, Any]) -> _Statement:
+        with self._lock:
+            key = frozenset(values)
+            if key not in self._compiled:
+                self._compiled[key] = _statement(self._update_sql, values)
+            return self._compiled[key]
+
+    def _update_sql(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
+        queryset, fields = self.build(**values)
+        query = queryset.query.chain(sql.UpdateQuery)  # as QuerySet.update builds it
+        query.add_update_values(fields)
+        query.clear_select_clause()
+        compiler = query.get_compiler(using=self.using)
+        text, params = compiler.as_sql()
+        if query.related_updates or len([alias for alias, count in query.alias_refcount.items() if count]) > 1:
+            raise TypeError("PreparedUpdate updates one table, filtered by its own columns")
+        return text, list(params)
+
+
 def _compile(build: Callable[..., QuerySet[Any]], values: dict[str, Any], using: str) -> _Compiled:
     queryset = build(**values)
     compiler = queryset.query.get_compiler(using=using)
-    sql, params = compiler.as_sql()
+    compiler.as_sql()  # sets up what the rows are decoded with: the select list, its models
+    statement = _statement(lambda v: build(**v).query.get_compiler(using=using).as_sql(), values)
+    converters = compiler.get_converters([expression for expression, _sql, _alias in compiler.select])
+    return _Compiled(queryset.model, statement, converters, _decoder(queryset, compiler, using))
+
+
+def _statement(sql_of: Callable[[dict[str, Any]], tuple[str, Any]], values: dict[str, Any]) -> _Statement:
+    """The SQL of `values`, and where each value goes in its parameters: found by compiling again with that one
+    value changed."""
+    sql, params = sql_of(values)
     slots = []
     for name, value in values.items():
-        changed_sql, changed = build(**{**values, name: _another(value)}).query.get_compiler(using=using).as_sql()
+        changed_sql, changed = sql_of({**values, name: _another(value)})
         if changed_sql != sql or len(changed) != len(params):
             raise TypeError(f"{name}={value!r} changes the SQL, not only its parameters")
         positions = [i for i, (old, new) in enumerate(zip(params, changed, strict=True)) if old != new]
         if not positions:
             raise TypeError(f"{name}={value!r} is not a parameter of the SQL")
         slots += [(i, name, _conversion(value, params[i])) for i in positions]
-    select = compiler.select
-    converters = compiler.get_converters([expression for expression, _sql, _alias in select])
-    decode = _decoder(queryset, compiler, using)
-    return _Compiled(queryset.model, sql, tuple(params), tuple(slots), converters, decode)
+    return _Statement(sql, tuple(params), tuple(slots))
 
 
 def _decoder(queryset: QuerySet[Any], compiler: Any, using: str) -> Callable[[list[tuple[Any, ...]]], list[Any]]:
@@ -148,9 +201,9 @@ def _another(value: Any) -> Any:
     """A value of the same kind as `value`, and different."""
     if isinstance(value, uuid.UUID):
         return uuid.uuid4()
-    if isinstance(value, bool) or value is None or not isinstance(value, int | str):
-        raise TypeError(f"Prepared takes int, str and UUID values, not {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, bool) or value is None or not isinstance(value, int | float | str):
+        raise TypeError(f"Prepared takes int, float, str and UUID values, not {value!r}")
+    if isinstance(value, int | float):
         return value + 1
     return str(uuid.uuid4()) if _as_uuid_or_none(value) else f"{value}~"
 
@@ -159,7 +212,7 @@ def _conversion(value: Any, param: Any) -> Convert:
     """How a value becomes its SQL parameter, as the field's database preparation made `param` of `value`."""
     if isinstance(value, uuid.UUID) and isinstance(param, uuid.UUID) and param == value:
         return uuid_value
-    if isinstance(value, int | str) and isinstance(param, type(value)) and param == value:
+    if isinstance(value, int | float | str) and isinstance(param, type(value)) and param == value:
         return type(param)  # the value's type, or the driver's own (psycopg's Int2 for a SmallIntegerField)
     as_uuid = value if isinstance(value, uuid.UUID) else _as_uuid_or_none(value)
     if as_uuid is not None:  # a UUIDField: the UUID itself (PostgreSQL) or its hex digits (SQLite)

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -409,15 +409,9 @@ def _finished(job: Job) -> None:
 
 
 def _learned(job: Job, finished_at) -> dict[str, Any]:
-    """The node fields a finished job updates: its moving-average job time and loaded checkpoint."""
-    learned: dict[str, Any] = {}
-    if job.started_at:
-        seconds = (finished_at - job.started_at).total_seconds()
-        # NULL (no job timed yet) stays NULL through the arithmetic: the first job's time is taken as it is.
-        learned["avg_job_seconds"] = Coalesce(F("avg_job_seconds") * 0.8 + Value(0.2 * seconds), Value(seconds))
-    if checkpoint := primary_checkpoint(job.prompt):
-        learned["loaded_checkpoint"] = checkpoint
-    return learned
+    """What a finished job teaches the scheduler about its node (release_slot): its time, its checkpoint."""
+    seconds = (finished_at - job.started_at).total_seconds() if job.started_at else None
+    return {"job_seconds": seconds, "checkpoint": primary_checkpoint(job.prompt)}
 
 
 def job_announce(*, job: Job) -> None:

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, F, QuerySet, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
+from comfyrouter.prepared import PreparedUpdate
 from generations.models import Job
 from nodes.models import Node
 
@@ -234,15 +235,41 @@ def missing_models(graph: Mapping[str, Any], nodes: Iterable[NodeView]) -> dict[
     return _by_folder(nowhere or min(gaps, key=lambda gap: (len(gap), sorted(gap))))
 
 
+# A slot's two writes, each one conditional UPDATE: the database, not a read-then-write, decides who gets the
+# slot. Compiled once (comfyrouter.prepared): every job takes a slot and gives it back.
+_CLAIM_SLOT = PreparedUpdate(
+    lambda node: (Node.objects.dispatchable().filter(id=node), {"running": F("running") + 1})
+)
+_RELEASE_SLOT = PreparedUpdate(
+    lambda node, seconds=None, checkpoint=None: (
+        Node.objects.filter(id=node, running__gt=0),
+        {"running": F("running") - 1, **_learning(seconds, checkpoint)},
+    )
+)
+
+
 def claim_slot(*, node_id: int) -> bool:
     """Take one slot on an enabled, idle or busy node; False when another worker took the last one."""
-    # One conditional UPDATE: the database, not a read-then-write, decides who gets the slot.
-    return Node.objects.dispatchable().filter(id=node_id).update(running=F("running") + 1) == 1
+    return _CLAIM_SLOT.run(node=node_id) == 1
 
 
-def release_slot(*, node_id: int, **learned: Any) -> bool:
-    """Give back one slot on the node, never going below zero; `learned` node fields are set alongside."""
-    return Node.objects.filter(id=node_id, running__gt=0).update(running=F("running") - 1, **learned) == 1
+def release_slot(*, node_id: int, job_seconds: float | None = None, checkpoint: str = "") -> bool:
+    """Give back one slot on the node, never going below zero. A finished job's time goes into the node's moving
+    average, and the checkpoint it loaded is noted, alongside."""
+    learned = {"seconds": float(job_seconds)} if job_seconds is not None else {}
+    if checkpoint:
+        learned["checkpoint"] = checkpoint
+    return _RELEASE_SLOT.run(node=node_id, **learned) == 1
+
+
+def _learning(seconds: float | None, checkpoint: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if seconds is not None:
+        # NULL (no job timed yet) stays NULL through the arithmetic: the first job's time is taken as it is.
+        fields["avg_job_seconds"] = Coalesce(F("avg_job_seconds") * 0.8 + Value(seconds) * 0.2, Value(seconds))
+    if checkpoint is not None:
+        fields["loaded_checkpoint"] = checkpoint
+    return fields
 
 
 def claim_jobs(

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q, Value
 from django.test.utils import CaptureQueriesContext
 
-from comfyrouter.prepared import Prepared
+from comfyrouter.prepared import Prepared, PreparedUpdate
 from generations.models import Job
 from nodes.models import Node
 
@@ -101,3 +101,26 @@ def test_a_value_used_twice_fills_both_parameters(jobs):
 def test_what_is_not_a_plain_parameter_is_refused(jobs, build, value, refusal):
     with pytest.raises(TypeError, match=refusal):
         Prepared(build).all(**{build.__code__.co_varnames[0]: value})
+
+
+def test_an_update_sets_what_each_call_gives_and_counts_the_rows(jobs):
+    node = jobs[0].node
+    bump = PreparedUpdate(
+        lambda node, by=None, name=None: (
+            Node.objects.filter(id=node, running__gte=0),
+            {"running": F("running") + 1, **({"avg_job_seconds": Value(by) * 2} if by is not None else {}),
+             **({"name": name} if name is not None else {})},
+        )
+    )  # fmt: skip
+    assert bump.run(node=node.id) == 1
+    assert bump.run(node=node.id, by=1.25) == 1
+    assert bump.run(node=node.id, by=2.5, name="renamed") == 1
+    assert bump.run(node=node.id + 1) == 0
+    node.refresh_from_db()
+    assert (node.running, node.avg_job_seconds, node.name) == (3, 5.0, "renamed")
+
+
+def test_an_update_across_tables_is_refused(jobs):
+    by_node_name = PreparedUpdate(lambda name: (Job.objects.filter(node__name=name), {"priority": 5}))
+    with pytest.raises(TypeError, match="one table"):
+        by_node_name.run(name="gpu")
