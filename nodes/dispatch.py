@@ -12,7 +12,7 @@ from django.db.models import Count, F, QuerySet, Value, Window
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
-from comfyrouter.prepared import PreparedUpdate
+from comfyrouter.prepared import Prepared, PreparedUpdate
 from generations.models import Job
 from nodes.models import Node
 
@@ -355,27 +355,45 @@ def _lock_queue_window(size: int, *, wait_for_locked: bool) -> tuple[list[Job], 
     # Index order first: with one client it is the fair order (its turns follow its created_at), and the
     # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is not needed.
     # (Rows other claimers hold are not in it: they are being assigned, and do not change whose turn it is.)
-    queued = Job.objects.queued().defer(*WINDOW_DEFERRED)
-    head = _lockable(queued.order_by("-priority", "created_at", "id")[:size], wait=wait_for_locked)
+    head = _queue_head(size, lock="skip_locked")
+    if not head and wait_for_locked and connection.features.has_select_for_update_skip_locked:
+        # Every row is held, by claimers assigning them to the nodes they saw. A node that became ready after
+        # they looked (16 nodes resumed at once) would get nothing until the next sweep: wait for them instead,
+        # and read the jobs they left queued.
+        head = _queue_head(size, lock="wait")
     if _one_client(head, size):
         return head, len(head)
     ids = _fair_queue_ids(size)
     # Never waits: this transaction holds the head's rows by now, and a claimer waiting for them could be
     # waiting for this one.
-    return _lockable(queued.filter(id__in=ids).order_by(), wait=False), len(ids)
+    return _lockable(Job.objects.queued().defer(*WINDOW_DEFERRED).filter(id__in=ids).order_by()), len(ids)
 
 
-def _lockable(jobs: QuerySet[Job], *, wait: bool) -> list[Job]:
+# The head of the queue, read by every claim: compiled once per size and way of locking (comfyrouter.prepared).
+_QUEUE_HEADS: dict[tuple[int, str], Prepared] = {}
+
+
+def _queue_head(size: int, *, lock: str) -> list[Job]:
+    """The first `size` queued jobs in index order; with row locks where the database has them, skipping rows
+    other claimers hold (lock="skip_locked") or waiting for them (lock="wait")."""
+    if (size, lock) not in _QUEUE_HEADS:
+        _QUEUE_HEADS[size, lock] = Prepared(
+            lambda: _locked(
+                Job.objects.queued().defer(*WINDOW_DEFERRED).order_by("-priority", "created_at", "id")[:size], lock
+            )
+        )
+    return _QUEUE_HEADS[size, lock].all()
+
+
+def _locked(jobs: QuerySet[Job], lock: str) -> QuerySet[Job]:
     if not connection.features.has_select_for_update_skip_locked:
-        return list(jobs)
+        return jobs  # SQLite: the claim's transaction holds the database's one write lock
+    return jobs.select_for_update(skip_locked=lock == "skip_locked")
+
+
+def _lockable(jobs: QuerySet[Job]) -> list[Job]:
     # Rows another claimer holds are skipped, not waited for: it is assigning them now.
-    rows = list(jobs.select_for_update(skip_locked=True))
-    if rows or not wait:
-        return rows
-    # Every row is held, by claimers assigning them to the nodes they saw. A node that became ready after
-    # they looked (16 nodes resumed at once) would get nothing until the next sweep: wait for them instead,
-    # and read the jobs they left queued.
-    return list(jobs.select_for_update())
+    return list(_locked(jobs, "skip_locked"))
 
 
 def _fair_queue_ids(size: int) -> list[Any]:
