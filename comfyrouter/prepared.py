@@ -1,4 +1,4 @@
-"""Hot reads whose SQL is compiled once, not on every call.
+"""Hot reads and writes whose SQL is compiled once, not on every call.
 
 Django compiles a queryset to SQL anew each time it runs, column by column: a job's lease read (the job and its
 node, 50 columns) took 0.72 ms, of which SQLite 35 us. A `Prepared` read compiles its queryset on its first call,
@@ -8,13 +8,18 @@ select_related objects, or values_list rows): 66 us for that read. It is for the
     LEASED = Prepared(lambda id, worker: Job.objects.select_related("node").filter(id=id, worker=worker))
     job = LEASED.get(id=job_id, worker=lease)
 
-The values must be ints, strings or UUIDs that reach the SQL as parameters (`field=value` lookups), never None
-(`field=None` is another SQL). The first call finds where each one goes by compiling again with that value
-changed; a query whose SQL depends on a value in another way is refused with TypeError there.
+`PreparedUpdate` does the same for an UPDATE, once for each set of values it is given (a node slot's claim and
+release, a claimed job's hand-over).
+
+The values must be ints, floats, strings, UUIDs or datetimes that reach the SQL as parameters (`field=value`
+lookups, SET values), never None (`field=None` is another SQL). The first call finds where each one goes by
+compiling again with that value changed; a query whose SQL depends on a value in another way is refused with
+TypeError there.
 """
 
 from __future__ import annotations
 
+import datetime
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -117,7 +122,7 @@ class PreparedUpdate:
         with self._lock:
             key = frozenset(values)
             if key not in self._compiled:
-                self._compiled[key] = _statement(self._update_sql, values)
+                self._compiled[key] = _statement(self._update_sql, values, self.using)
             return self._compiled[key]
 
     def _update_sql(self, values: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -136,12 +141,14 @@ def _compile(build: Callable[..., QuerySet[Any]], values: dict[str, Any], using:
     queryset = build(**values)
     compiler = queryset.query.get_compiler(using=using)
     compiler.as_sql()  # sets up what the rows are decoded with: the select list, its models
-    statement = _statement(lambda v: build(**v).query.get_compiler(using=using).as_sql(), values)
+    statement = _statement(lambda v: build(**v).query.get_compiler(using=using).as_sql(), values, using)
     converters = compiler.get_converters([expression for expression, _sql, _alias in compiler.select])
     return _Compiled(queryset.model, statement, converters, _decoder(queryset, compiler, using))
 
 
-def _statement(sql_of: Callable[[dict[str, Any]], tuple[str, Any]], values: dict[str, Any]) -> _Statement:
+def _statement(
+    sql_of: Callable[[dict[str, Any]], tuple[str, Any]], values: dict[str, Any], using: str
+) -> _Statement:
     """The SQL of `values`, and where each value goes in its parameters: found by compiling again with that one
     value changed."""
     sql, params = sql_of(values)
@@ -153,7 +160,7 @@ def _statement(sql_of: Callable[[dict[str, Any]], tuple[str, Any]], values: dict
         positions = [i for i, (old, new) in enumerate(zip(params, changed, strict=True)) if old != new]
         if not positions:
             raise TypeError(f"{name}={value!r} is not a parameter of the SQL")
-        slots += [(i, name, _conversion(value, params[i])) for i in positions]
+        slots += [(i, name, _conversion(value, params[i], using)) for i in positions]
     return _Statement(sql, tuple(params), tuple(slots))
 
 
@@ -201,19 +208,30 @@ def _another(value: Any) -> Any:
     """A value of the same kind as `value`, and different."""
     if isinstance(value, uuid.UUID):
         return uuid.uuid4()
+    if isinstance(value, datetime.datetime):
+        return value + datetime.timedelta(microseconds=1)
     if isinstance(value, bool) or value is None or not isinstance(value, int | float | str):
-        raise TypeError(f"Prepared takes int, float, str and UUID values, not {value!r}")
+        raise TypeError(f"Prepared takes int, float, str, UUID and datetime values, not {value!r}")
     if isinstance(value, int | float):
         return value + 1
     return str(uuid.uuid4()) if _as_uuid_or_none(value) else f"{value}~"
 
 
-def _conversion(value: Any, param: Any) -> Convert:
+def _conversion(value: Any, param: Any, using: str) -> Convert:
     """How a value becomes its SQL parameter, as the field's database preparation made `param` of `value`."""
     if isinstance(value, uuid.UUID) and isinstance(param, uuid.UUID) and param == value:
         return uuid_value
-    if isinstance(value, int | float | str) and isinstance(param, type(value)) and param == value:
-        return type(param)  # the value's type, or the driver's own (psycopg's Int2 for a SmallIntegerField)
+    if isinstance(value, datetime.datetime):  # a DateTimeField: as it is (PostgreSQL), or text in UTC (SQLite)
+        if isinstance(param, datetime.datetime) and param == value:
+            return lambda v: v
+        if param == connections[using].ops.adapt_datetimefield_value(value):
+            return lambda v: connections[using].ops.adapt_datetimefield_value(v)
+    if isinstance(value, str) and isinstance(param, str) and param == value:
+        return str  # a TextChoices member's text too
+    if isinstance(value, float) and isinstance(param, float) and param == value:
+        return float
+    if isinstance(value, int) and isinstance(param, int) and param == value:
+        return type(param)  # int, or the driver's own (psycopg's Int2 for a SmallIntegerField)
     as_uuid = value if isinstance(value, uuid.UUID) else _as_uuid_or_none(value)
     if as_uuid is not None:  # a UUIDField: the UUID itself (PostgreSQL) or its hex digits (SQLite)
         if param == as_uuid:

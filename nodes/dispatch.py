@@ -248,6 +248,10 @@ _RELEASE_SLOT = PreparedUpdate(
 )
 
 
+# A claimed job's row: still queued, it is handed over (Job.hand_over's fields).
+_HAND_OVER = PreparedUpdate(lambda job, **fields: (Job.objects.filter(id=job, state=Job.State.QUEUED), fields))
+
+
 def claim_slot(*, node_id: int) -> bool:
     """Take one slot on an enabled, idle or busy node; False when another worker took the last one."""
     return _CLAIM_SLOT.run(node=node_id) == 1
@@ -342,7 +346,9 @@ def _claim(job: Job, node: Node) -> bool:
         return False
     # `attempts` as read in this transaction, which holds the job's row (lock or SQLite's write lock).
     fields = job.hand_over(node, timezone.now())
-    if not Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(**fields):
+    if not _HAND_OVER.run(
+        job=job.id, **{name: value for name, value in fields.items() if name != "node"}, node_id=node.id
+    ):
         release_slot(node_id=node.id)  # cancelled meanwhile
         return False
     for name, value in fields.items():

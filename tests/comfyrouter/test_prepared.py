@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.models import F, Q, Value
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from comfyrouter.prepared import Prepared, PreparedUpdate
 from generations.models import Job
@@ -124,3 +126,16 @@ def test_an_update_across_tables_is_refused(jobs):
     by_node_name = PreparedUpdate(lambda name: (Job.objects.filter(node__name=name), {"priority": 5}))
     with pytest.raises(TypeError, match="one table"):
         by_node_name.run(name="gpu")
+
+
+def test_datetimes_and_choices_are_values_too(jobs):
+    hand = PreparedUpdate(lambda job, **fields: (Job.objects.filter(id=job), fields))
+    at = timezone.now()
+    later = at + timedelta(seconds=5, microseconds=7)
+    assert hand.run(job=jobs[0].id, state=Job.State.RUNNING, started_at=at, heartbeat_at=at) == 1
+    assert hand.run(job=jobs[1].id, state=Job.State.SUCCEEDED, started_at=later, heartbeat_at=later) == 1
+    written = Job.objects.filter(id__in=[jobs[0].id, jobs[1].id])
+    rows = {job.id: (job.state, job.started_at, job.heartbeat_at) for job in written}
+    assert rows == {jobs[0].id: ("running", at, at), jobs[1].id: ("succeeded", later, later)}
+    since = Prepared(lambda at: Job.objects.filter(heartbeat_at__gte=at).values_list("id", flat=True))
+    assert set(since.all(at=at)) == {jobs[0].id, jobs[1].id} and since.all(at=later) == [jobs[1].id]
