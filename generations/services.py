@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from comfyrouter.prepared import Prepared
+from comfyrouter.prepared import Prepared, PreparedUpdate
 from generations import progress
 from generations.models import CachedFile, Job, JobOutput
 from generations.outputs import discard_outputs, record_outputs
@@ -309,10 +309,11 @@ def job_write_live(*, job: Job) -> None:
 
 def job_succeed(*, job: Job, outputs: list[JobOutput]) -> bool:
     """Mark the job done with its fetched output files, and learn from it for scheduling: one transaction."""
-    # The executor's last step count, which a short job never wrote to the row.
-    steps = job.progress_max or F("progress_max")
+    # The executor's last step count, which a short job never wrote to the row (none: the row has none either).
+    steps = job.progress_max
+    full = {"progress_value": steps, "progress_max": steps} if steps else {}
     with transaction.atomic():
-        if _finish(job, Job.State.SUCCEEDED, learn=True, progress_value=steps, progress_max=steps):
+        if _finish(job, Job.State.SUCCEEDED, learn=True, **full):
             record_outputs(outputs)
             return True
     discard_outputs(outputs)
@@ -375,28 +376,30 @@ def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = Fal
         values = {"state": state, "finished_at": now, "worker": "", **webhook, **fields}
         # Conditional UPDATEs decide, each atomic: the first frees the slot of the node the caller knows the
         # job on. A job in flight on another node (requeued and claimed again meanwhile) is not the caller's.
-        in_flight = [s for s in states if s in IN_FLIGHT]
-        ending = Job.objects.filter(id=job.id)
-        freed = bool(in_flight and ending.filter(state__in=in_flight, node_id=job.node_id).update(**values))
+        freed = any(s in IN_FLIGHT for s in states) and _end_in_flight(job, values)
         queued = Job.State.QUEUED in states
-        if not freed and not (queued and ending.filter(state=Job.State.QUEUED).update(**values)):
+        if not freed and not (queued and Job.objects.filter(id=job.id, state=Job.State.QUEUED).update(**values)):
             return False
         # Waiters first: the caller of a sync request is woken before the freed slot is refilled.
         transaction.on_commit(lambda: _finished(job), robust=True)
         if freed and job.node_id:
             release_slot(node_id=job.node_id, **(_learned(job, now) if learn else {}))
             enqueue_dispatch(node_id=job.node_id)  # the freed slot is refilled in this transaction
-        # The written values go on the job; those the database computed (F expressions) are read back:
-        # _finished reports the row.
-        computed = []
-        for name, value in values.items():
-            if hasattr(value, "resolve_expression"):
-                computed.append(name)
-            else:
-                setattr(job, name, value)
-        if computed:
-            job.refresh_from_db(fields=computed)
+        for name, value in values.items():  # the written values go on the job: _finished reports the row
+            setattr(job, name, value)
     return True
+
+
+# An in-flight job's end, on the node the caller knows it on: compiled once for each set of fields written.
+_END_IN_FLIGHT = PreparedUpdate(
+    lambda job, node, **values: (Job.objects.filter(id=job, state__in=IN_FLIGHT, node_id=node), values)
+)
+
+
+def _end_in_flight(job: Job, values: dict[str, Any]) -> bool:
+    if job.node_id is None:  # its node was deleted
+        return bool(Job.objects.filter(id=job.id, state__in=IN_FLIGHT, node=None).update(**values))
+    return bool(_END_IN_FLIGHT.run(job=job.id, node=job.node_id, **values))
 
 
 def _finished(job: Job) -> None:
