@@ -30,7 +30,7 @@ from generations.models import Job, JobOutput
 from generations.serializers import job_json, job_url, outputs_by_name, signed_url
 from workflows_app.models import Endpoint, runnable_endpoint
 from workflows_app.render import InputError
-from workflows_app.services import endpoint_render, endpoint_values
+from workflows_app.services import endpoint_render, endpoint_values, version_graph
 from workflows_app.views import EndpointDetailApi
 
 # The files a Fast-API answer carries (compiled once: comfyrouter.prepared).
@@ -42,7 +42,7 @@ def endpoint_job(
 ) -> Job:
     """Validate the inputs, store their files, render the prompt and queue a job; InputError or QueueFull."""
     params, values = endpoint_values(endpoint=endpoint, inputs=inputs)
-    values, files = resolve_files(params, values, graph=endpoint.version.graph)
+    values, files = resolve_files(params, values, graph=version_graph(endpoint.version_id))
     prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
     return services.job_create(
         prompt=prompt, inputs=values, files=files, endpoint=endpoint, owner=request.user,

@@ -162,8 +162,8 @@ def fresh_version_caches():
     """Rolled-back tests hand out the same version ids again; per-process caches must not outlive a test."""
     from workflows_app import services
 
-    services.version_params.cache_clear()
-    services._cache_graphs.cache_clear()
+    for cache in (services.version_graph, services.version_params, services._cache_graphs):
+        cache.cache_clear()
     yield
-    services.version_params.cache_clear()
-    services._cache_graphs.cache_clear()
+    for cache in (services.version_graph, services.version_params, services._cache_graphs):
+        cache.cache_clear()

@@ -85,8 +85,12 @@ class Endpoint(models.Model):
         return self.slug
 
 
-# The read of every run (compiled once: comfyrouter.prepared). A get by the unique slug, without the ORDER BY.
-RUNNABLE = Prepared(lambda slug: Endpoint.objects.enabled().select_related("version").filter(slug=slug))
+# The read of every run (compiled once: comfyrouter.prepared). A get by the unique slug, without the ORDER BY; the
+# version's graph comes parsed from workflows_app.services.version_graph, its imported source is not needed.
+RUNNABLE = Prepared(
+    lambda slug: Endpoint.objects.enabled().select_related("version").defer("version__graph", "version__source")
+    .filter(slug=slug)
+)  # fmt: skip
 
 
 def runnable_endpoint(slug: str) -> Endpoint | None:

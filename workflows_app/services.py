@@ -28,10 +28,15 @@ ENABLED_VERSIONS = Prepared(lambda: Endpoint.objects.enabled().order_by().values
 
 
 @functools.lru_cache(maxsize=512)
+def version_graph(version_id: int) -> dict[str, Any]:
+    """A workflow version's API graph, parsed once (versions never change). Shared: read it, never change it."""
+    return WorkflowVersion.objects.values_list("graph", flat=True).get(id=version_id)
+
+
+@functools.lru_cache(maxsize=512)
 def version_params(version_id: int) -> EndpointParams:
     """The inputs, outputs and flags of a workflow version (versions never change, so cache them)."""
-    graph = WorkflowVersion.objects.values_list("graph", flat=True).get(id=version_id)
-    return collect_params(graph, object_info())
+    return collect_params(version_graph(version_id), object_info())
 
 
 def cache_graphs() -> list[dict[str, Any]]:
@@ -62,7 +67,7 @@ def endpoint_values(*, endpoint: Endpoint, inputs: Any) -> tuple[EndpointParams,
 
 def endpoint_render(*, endpoint: Endpoint, params: EndpointParams, values: dict[str, Any]) -> dict[str, Any]:
     """The prompt graph for these values (file inputs already replaced by their names on the nodes)."""
-    return render(endpoint.version.graph, params, values)
+    return render(version_graph(endpoint.version_id), params, values)
 
 
 PUBLISHED_FIELDS = frozenset({"title", "description", "enabled", "defaults", "output_mode", "max_wait"})

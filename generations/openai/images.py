@@ -23,7 +23,7 @@ from generations.serializers import signed_url
 from workflows_app.models import Endpoint, runnable_endpoint
 from workflows_app.objectinfo import object_info
 from workflows_app.render import InputError
-from workflows_app.services import endpoint_render, endpoint_values, version_params
+from workflows_app.services import endpoint_render, endpoint_values, version_graph, version_params
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 OPENAI_MODEL = re.compile(r"^(dall-e-|gpt-image-|chatgpt-image-)")
@@ -51,7 +51,8 @@ def find_model(slug: str, *, image_model: bool = False) -> Endpoint:
 
 
 def endpoint_slots(endpoint: Endpoint) -> dict[str, mapping.Slot]:
-    return mapping.endpoint_slots(endpoint.version.graph, version_params(endpoint.version_id), object_info())
+    graph = version_graph(endpoint.version_id)
+    return mapping.endpoint_slots(graph, version_params(endpoint.version_id), object_info())
 
 
 def image_models() -> list[Endpoint]:
@@ -144,7 +145,7 @@ def _cached(data: bytes, field: str, name: str) -> CachedFile:
 def _job_create(endpoint, slots, job_plan: mapping.JobPlan, extra: list[CachedFile], *, owner, api_key) -> Job:
     try:
         params, values = endpoint_values(endpoint=endpoint, inputs=job_plan.inputs)
-        values, files = resolve_files(params, values, graph=endpoint.version.graph)
+        values, files = resolve_files(params, values, graph=version_graph(endpoint.version_id))
         prompt = endpoint_render(endpoint=endpoint, params=params, values=values)
     except InputError as exc:
         first = exc.problems[0]
