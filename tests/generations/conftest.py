@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 import redis
+from celery.signals import before_task_publish
 from django.conf import settings
 
 from generations.models import Job
@@ -23,6 +24,19 @@ ENGINE_SETTINGS = {
     "COMFYROUTER_COMFY_TIMEOUT": 3,
     "COMFYROUTER_QUEUE_TIMEOUT": 60,
 }
+
+
+@pytest.fixture
+def sent() -> list[tuple[str, list]]:
+    """The task messages this process publishes: (task name, args), as Celery is about to send them."""
+    messages: list[tuple[str, list]] = []
+
+    def record(sender: str, body: tuple, **kwargs) -> None:
+        messages.append((sender, list(body[0])))
+
+    before_task_publish.connect(record, weak=False)
+    yield messages
+    before_task_publish.disconnect(record)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from celery.signals import before_task_publish
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -11,19 +10,6 @@ from generations import services
 from generations.models import Job
 from nodes.models import Node
 from tests.generations.graphs import txt2img
-
-
-@pytest.fixture
-def sent() -> list[tuple[str, list]]:
-    """The task messages this process publishes: (task name, args)."""
-    messages: list[tuple[str, list]] = []
-
-    def record(sender: str, body: tuple, **kwargs) -> None:
-        messages.append((sender, list(body[0])))
-
-    before_task_publish.connect(record, weak=False)
-    yield messages
-    before_task_publish.disconnect(record)
 
 
 @pytest.fixture

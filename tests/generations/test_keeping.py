@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from celery.signals import before_task_publish
 from celery.worker import state as worker_state
 
 from generations import services
@@ -13,19 +12,6 @@ from nodes.dispatch import claim_jobs
 from nodes.models import Node
 from tests.generations.conftest import register, wait_finished, wait_running
 from tests.generations.graphs import txt2img
-
-
-@pytest.fixture
-def sent() -> list[tuple[str, list]]:
-    """The task messages this process publishes: (task name, args), as Celery is about to send them."""
-    messages: list[tuple[str, list]] = []
-
-    def record(sender: str, body: tuple, **kwargs) -> None:
-        messages.append((sender, list(body[0])))
-
-    before_task_publish.connect(record, weak=False)
-    yield messages
-    before_task_publish.disconnect(record)
 
 
 @pytest.fixture
