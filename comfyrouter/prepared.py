@@ -220,7 +220,7 @@ def _another(value: Any) -> Any:
 def _conversion(value: Any, param: Any, using: str) -> Convert:
     """How a value becomes its SQL parameter, as the field's database preparation made `param` of `value`."""
     if isinstance(value, uuid.UUID) and isinstance(param, uuid.UUID) and param == value:
-        return uuid_value
+        return _uuid_value
     if isinstance(value, datetime.datetime):  # a DateTimeField: as it is (PostgreSQL), or text in UTC (SQLite)
         if isinstance(param, datetime.datetime) and param == value:
             return lambda v: v
@@ -235,13 +235,13 @@ def _conversion(value: Any, param: Any, using: str) -> Convert:
     as_uuid = value if isinstance(value, uuid.UUID) else _as_uuid_or_none(value)
     if as_uuid is not None:  # a UUIDField: the UUID itself (PostgreSQL) or its hex digits (SQLite)
         if param == as_uuid:
-            return uuid_value
+            return _uuid_value
         if param == as_uuid.hex:
-            return lambda v: uuid_value(v).hex
+            return lambda v: _uuid_value(v).hex
     raise TypeError(f"cannot tell how {value!r} becomes the SQL parameter {param!r}")
 
 
-def uuid_value(value: Any) -> uuid.UUID:
+def _uuid_value(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
