@@ -47,8 +47,9 @@ def cache_graphs() -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=64)
 def _cache_graphs(version_ids: tuple[int, ...]) -> list[dict[str, Any]]:
-    graphs = dict(WorkflowVersion.objects.filter(id__in=version_ids).values_list("id", "graph"))
-    subgraphs = [cache_subgraph(graphs[v], version_params(v)) for v in version_ids if version_params(v).cache]
+    subgraphs = [
+        cache_subgraph(version_graph(v), version_params(v)) for v in version_ids if version_params(v).cache
+    ]
     return [subgraph for subgraph in subgraphs if subgraph]
 
 
