@@ -248,8 +248,10 @@ _RELEASE_SLOT = PreparedUpdate(
 )
 
 
-# A claimed job's row: still queued, it is handed over (Job.hand_over's fields).
-_HAND_OVER = PreparedUpdate(lambda job, **fields: (Job.objects.filter(id=job, state=Job.State.QUEUED), fields))
+# A claimed job's row: still queued, it is handed over (Job.hand_over's fields, the node by its id).
+_HAND_OVER = PreparedUpdate(
+    lambda job, node, **fields: (Job.objects.filter(id=job, state=Job.State.QUEUED), {"node_id": node, **fields})
+)
 
 
 def claim_slot(*, node_id: int) -> bool:
@@ -346,9 +348,7 @@ def _claim(job: Job, node: Node) -> bool:
         return False
     # `attempts` as read in this transaction, which holds the job's row (lock or SQLite's write lock).
     fields = job.hand_over(node, timezone.now())
-    if not _HAND_OVER.run(
-        job=job.id, **{name: value for name, value in fields.items() if name != "node"}, node_id=node.id
-    ):
+    if not _HAND_OVER.run(job=job.id, **{**fields, "node": node.id}):
         release_slot(node_id=node.id)  # cancelled meanwhile
         return False
     for name, value in fields.items():
@@ -361,45 +361,40 @@ def _lock_queue_window(size: int, *, wait_for_locked: bool) -> tuple[list[Job], 
     # Index order first: with one client it is the fair order (its turns follow its created_at), and the
     # window's sort of the whole queue (1.1 ms at 1,000 queued jobs, in the write lock) is not needed.
     # (Rows other claimers hold are not in it: they are being assigned, and do not change whose turn it is.)
-    head = _queue_head(size, lock="skip_locked")
+    head = _queue_head(size, skip_locked=True)
     if not head and wait_for_locked and connection.features.has_select_for_update_skip_locked:
         # Every row is held, by claimers assigning them to the nodes they saw. A node that became ready after
         # they looked (16 nodes resumed at once) would get nothing until the next sweep: wait for them instead,
         # and read the jobs they left queued.
-        head = _queue_head(size, lock="wait")
+        head = _queue_head(size, skip_locked=False)
     if _one_client(head, size):
         return head, len(head)
     ids = _fair_queue_ids(size)
     # Never waits: this transaction holds the head's rows by now, and a claimer waiting for them could be
     # waiting for this one.
-    return _lockable(Job.objects.queued().defer(*WINDOW_DEFERRED).filter(id__in=ids).order_by()), len(ids)
+    window = Job.objects.queued().defer(*WINDOW_DEFERRED).filter(id__in=ids).order_by()
+    return list(_locked(window, skip_locked=True)), len(ids)
 
 
 # The head of the queue, read by every claim: compiled once per size and way of locking (comfyrouter.prepared).
-_QUEUE_HEADS: dict[tuple[int, str], Prepared] = {}
+_QUEUE_HEADS: dict[tuple[int, bool], Prepared] = {}
 
 
-def _queue_head(size: int, *, lock: str) -> list[Job]:
-    """The first `size` queued jobs in index order; with row locks where the database has them, skipping rows
-    other claimers hold (lock="skip_locked") or waiting for them (lock="wait")."""
-    if (size, lock) not in _QUEUE_HEADS:
-        _QUEUE_HEADS[size, lock] = Prepared(
-            lambda: _locked(
-                Job.objects.queued().defer(*WINDOW_DEFERRED).order_by("-priority", "created_at", "id")[:size], lock
-            )
-        )
-    return _QUEUE_HEADS[size, lock].all()
+def _queue_head(size: int, *, skip_locked: bool) -> list[Job]:
+    """The first `size` queued jobs in index order, locked where the database has row locks: skipping the rows
+    other claimers hold, or waiting for them."""
+    if (size, skip_locked) not in _QUEUE_HEADS:
+        head = Job.objects.queued().defer(*WINDOW_DEFERRED).order_by("-priority", "created_at", "id")[:size]
+        _QUEUE_HEADS[size, skip_locked] = Prepared(lambda: _locked(head, skip_locked=skip_locked))
+    return _QUEUE_HEADS[size, skip_locked].all()
 
 
-def _locked(jobs: QuerySet[Job], lock: str) -> QuerySet[Job]:
+def _locked(jobs: QuerySet[Job], *, skip_locked: bool) -> QuerySet[Job]:
+    """`jobs` read with row locks (PostgreSQL); SQLite's claim already holds the database's one write lock.
+    Skipped rows are those another claimer holds: it is assigning them now."""
     if not connection.features.has_select_for_update_skip_locked:
-        return jobs  # SQLite: the claim's transaction holds the database's one write lock
-    return jobs.select_for_update(skip_locked=lock == "skip_locked")
-
-
-def _lockable(jobs: QuerySet[Job]) -> list[Job]:
-    # Rows another claimer holds are skipped, not waited for: it is assigning them now.
-    return list(_locked(jobs, "skip_locked"))
+        return jobs
+    return jobs.select_for_update(skip_locked=skip_locked)
 
 
 def _fair_queue_ids(size: int) -> list[Any]:
