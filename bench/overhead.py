@@ -3,6 +3,7 @@ node (B), alternating in one run; added latency until the image bytes are in the
 router's CPU per job from /proc.
 
     .venv/bin/python -m bench.overhead [--jobs 200] [--warmup 20] [--endpoint sd15-txt2img] [--routes inline,run]
+                                       [--png fast|exact]
 
 A is measured on each of two routes, in its own loop (each loop's CPU is its own):
   inline = POST /api/endpoints/<slug> (the ComfyUI-Fast-API route, the endpoint in base64 output mode): the

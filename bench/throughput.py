@@ -1,6 +1,7 @@
 """Router throughput on a fleet of fake nodes.
 
     .venv/bin/python -m bench.throughput [--nodes 16] [--jobs 1000] [--per-process 4] [--workers 2]
+                                         [--png fast|exact]
 
 Phase 1, zero-time jobs: `--jobs` jobs submitted as fast as a concurrent client can (`wait: false`),
 jobs/s completed from the first submit to the last job's finished_at.

@@ -364,8 +364,10 @@ def job_requeue(*, job: Job, cause: str) -> bool:
 def _finish(job: Job, state: str, *, states=Job.ACTIVE_STATES, learn: bool = False, **fields: Any) -> bool:
     """Move an unfinished job to a final state exactly once; releases its node slot.
 
-    With `learn`, the node's slot row also records what the job taught the scheduler: the checkpoint
-    it left loaded and its moving-average job time.
+    `states`: those it may end from, Job.ACTIVE_STATES or (QUEUED,) for a job that never ran: a job in flight
+    (assigned or running) is ended only on the node the caller knows it on. With `learn`, the node's slot row
+    also records what the job taught the scheduler: the checkpoint it left loaded and its moving-average job
+    time.
     """
     with transaction.atomic(savepoint=False):  # inside job_succeed's transaction: no savepoint to pay for
         now = timezone.now()
