@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from bench.common import (
     PNG_HELP,
     ROLES,
@@ -35,6 +33,7 @@ from bench.common import (
     machine,
     table,
 )
+from bench.loadgen import LoadClient
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -72,25 +71,24 @@ def parse_args() -> argparse.Namespace:
 
 async def submit_all(router: Router, slug: str, inputs: dict[str, Any], jobs: int, clients: int) -> Submitted:
     out = Submitted()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {router.api_key}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(jobs):
         queue.put_nowait(i)
-    async with httpx.AsyncClient(base_url=router.url, headers=headers, limits=limits, timeout=120) as client:
+    async with LoadClient(router.url, headers=headers, connections=clients) as client:
 
         async def one_client() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
                 body = {"inputs": {**inputs, "seed": i}, "wait": False}
                 while True:
-                    answer = await client.post(f"/api/endpoints/{slug}/run", json=body)
-                    if answer.status_code != 429:
+                    answer = await client.post_json(f"/api/endpoints/{slug}/run", body)
+                    if answer.status != 429:
                         break
                     out.rejected += 1
-                    await asyncio.sleep(float(answer.headers.get("Retry-After", 1)))
-                if answer.status_code not in (200, 202):
-                    raise RuntimeError(f"run answered {answer.status_code}: {answer.text[:300]}")
+                    await asyncio.sleep(float(answer.headers.get("retry-after", 1)))
+                if answer.status not in (200, 202):
+                    raise RuntimeError(f"run answered {answer.status}: {answer.text[:300]}")
                 out.ids.append(answer.json()["id"])
 
         out.first = time.time()
