@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
 release = threading.Event()
@@ -21,4 +21,14 @@ def stuck(request: HttpRequest) -> JsonResponse:
     return where(request)
 
 
-urlpatterns = [path("where", where), path("stuck", stuck)]
+def streamed(request: HttpRequest) -> StreamingHttpResponse:
+    def parts():
+        events.append("body read")
+        yield b'{"streamed": true}'
+
+    return StreamingHttpResponse(parts(), content_type="application/json")
+
+
+events: list[str] = []  # what the streamed view's body and the request's signals did, in order
+
+urlpatterns = [path("where", where), path("stuck", stuck), path("streamed", streamed)]

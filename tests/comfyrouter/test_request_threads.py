@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import asgiref.sync
 import pytest
+from django.core import signals
 
 from comfyrouter import handlers
 from comfyrouter.handlers import PooledASGIHandler
@@ -79,3 +81,53 @@ async def test_a_request_goes_to_its_thread_once_and_never_back_to_the_event_loo
     await get(handler, "/where")
 
     assert calls == []
+
+
+def count_hops(monkeypatch) -> list[object]:
+    """The sync calls handed to a request thread, as they are made."""
+    hops = []
+    original = asgiref.sync.SyncToAsync.__call__
+
+    def counted(self, *args, **kwargs):
+        hops.append(self.func)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__call__", counted)
+    return hops
+
+
+async def test_a_request_starts_is_served_and_finishes_in_one_hop_to_its_thread(handler, monkeypatch):
+    # Stock ASGI hops three times: request_started's receivers, the view, the response's close.
+    threads = []
+
+    def on_signal(sender, **kwargs):
+        threads.append(threading.get_ident())
+
+    signals.request_started.connect(on_signal)
+    signals.request_finished.connect(on_signal)
+    hops = count_hops(monkeypatch)
+    try:
+        answer = await get(handler, "/where")
+    finally:
+        signals.request_started.disconnect(on_signal)
+        signals.request_finished.disconnect(on_signal)
+
+    assert len(hops) == 1
+    assert threads == [answer["thread"], answer["thread"]]
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+async def test_a_streamed_response_finishes_after_its_body_is_read(handler):
+    request_thread_urls.events.clear()
+
+    def on_finished(sender, **kwargs):
+        request_thread_urls.events.append("finished")
+
+    signals.request_finished.connect(on_finished)
+    try:
+        answer = await get(handler, "/streamed")
+    finally:
+        signals.request_finished.disconnect(on_finished)
+
+    assert answer == {"streamed": True}
+    assert request_thread_urls.events == ["body read", "finished"]
