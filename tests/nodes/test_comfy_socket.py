@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import subprocess
 import threading
@@ -12,8 +13,13 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+from websockets.utils import accept_key
 
 from nodes import comfy_socket
 from nodes.comfy_socket import NodeSocket, SocketClosed
@@ -252,3 +258,67 @@ def test_an_http_proxy_from_the_environment_is_used(server, proxy_env):
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def opened(max_size: int | None = None) -> NodeSocket:
+    """A NodeSocket past its handshake, fed by hand (its socket is never connected)."""
+    protocol = ClientProtocol(parse_uri("ws://node/ws?clientId=abc"), max_size=max_size)
+    key = protocol.connect().headers["Sec-WebSocket-Key"]
+    protocol.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+    )
+    assert protocol.state is State.OPEN
+    ws = NodeSocket(socket.socket(), protocol, max_size)
+    ws.fast = True
+    return ws
+
+
+def wire(*frames: Frame) -> bytes:
+    return b"".join(frame.serialize(mask=False) for frame in frames)  # a server's frames are not masked
+
+
+@pytest.mark.parametrize("piece", [1, 3, 1000, 1 << 20])
+def test_whole_frames_of_every_length_form_are_read_however_the_reads_cut_them(piece):
+    texts = ["s", "x" * 200, "é" * 40000]  # 7-bit, 16-bit and 64-bit lengths
+    preview = b"\x00\x00\x00\x01" + b"j" * 70000
+    data = wire(*(Frame(Opcode.TEXT, text.encode()) for text in texts), Frame(Opcode.BINARY, preview))
+    ws = opened()
+
+    for start in range(0, len(data), piece):
+        ws.buffer += data[start : start + piece]
+        ws._read_frames()
+
+    assert list(ws.messages) == [*texts, preview]
+    assert ws.fast
+    assert not ws.buffer
+
+
+def test_from_a_frame_of_another_kind_on_the_protocol_reads_every_frame():
+    data = wire(
+        Frame(Opcode.TEXT, b"before"),
+        Frame(Opcode.PING, b"are you there"),
+        Frame(Opcode.TEXT, b"after"),
+        Frame(Opcode.TEXT, b"frag", fin=False),
+        Frame(Opcode.CONT, b"mented"),
+    )
+    ws = opened()
+
+    ws.buffer += data
+    ws._read_frames()
+    ws._protocol_done()
+
+    assert list(ws.messages) == ["before", "after", "fragmented"]
+    assert not ws.fast
+    assert not ws.buffer
+
+
+def test_a_frame_over_max_size_goes_to_the_protocol_which_refuses_it():
+    ws = opened(max_size=1024)
+
+    ws.buffer += wire(Frame(Opcode.TEXT, b"x" * 1025))
+    ws._read_frames()
+
+    assert not ws.messages
+    assert not ws.fast
+    assert "1025" in str(ws.protocol.parser_exc)
