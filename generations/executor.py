@@ -108,8 +108,13 @@ class JobRun:
             self._run()
         finally:
             self.stop.set()
-            self._close_stream()
-            futures.wait([beat], timeout=5)
+            beaten, _ = futures.wait([beat], timeout=5)
+            if self.stream is not None:
+                # Kept for the node's next prompt if this one ended on it, unless the heartbeat closed it (or,
+                # still running, could).
+                if not beaten or self.cancelled.is_set() or self.lease_lost.is_set():
+                    self.stream.idle = False
+                self.client.keep_events(self.stream)
 
     def _run(self) -> None:
         job = self.job
@@ -137,8 +142,9 @@ class JobRun:
         job = self.job
         if self.posted:
             try:
+                # Not job.client_id: the prompt may have been posted under a kept socket's (take_events).
                 return self.client.reattach(
-                    job.prompt_id, client_id=job.client_id or None, on_event=self.on_event,
+                    job.prompt_id, on_event=self.on_event,
                     idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT, timeout=settings.COMFYROUTER_JOB_TIMEOUT,
                 )  # fmt: skip
             except comfy.ComfyPromptLost:
@@ -148,14 +154,15 @@ class JobRun:
 
     def _submit(self) -> comfy.PromptResult:
         job = self.job
-        # The lease gave the job its prompt and client ids, stored before this POST.
-        prompt_id, client_id = job.prompt_id, job.client_id
-        # Closed by run() once the job's end is written: the close handshake is not on the caller's path.
-        self.stream = stream = self.client.open_events(client_id, idle_timeout=settings.COMFYROUTER_IDLE_TIMEOUT)
+        # The lease gave the job its prompt id, stored before this POST, and a client id for a new socket.
+        prompt_id = job.prompt_id
+        # Given back by run() once the job's end is written: kept for the node's next prompt, or closed.
+        idle_timeout = settings.COMFYROUTER_IDLE_TIMEOUT
+        self.stream = stream = self.client.take_events(job.client_id, idle_timeout=idle_timeout)
         self._upload_inputs()
         if self.cancelled.is_set():
             raise CancelledBeforeStart
-        self.client.queue_prompt(self._prompt(), client_id=client_id, prompt_id=prompt_id)
+        self.client.queue_prompt(self._prompt(), client_id=stream.client_id, prompt_id=prompt_id)
         if self.cancelled.is_set():
             # The heartbeat's interrupt may have reached the node before our POST did.
             self.client.cancel(prompt_id)

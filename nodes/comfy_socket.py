@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import select
 import socket
 import ssl
 import struct
@@ -133,6 +134,19 @@ class NodeSocket:
             self._pump(max(remaining, MIN_WAIT))
             tried = True
         return self.messages.popleft()
+
+    def discard_pending(self) -> bool:
+        """For a connection that sat idle: read and drop what arrived meanwhile, without waiting; whether the
+        connection is still open."""
+        while self._end() is None and self._readable():
+            self._pump(MIN_WAIT)
+        self.messages.clear()
+        return self._end() is None
+
+    def _readable(self) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def send_text(self, text: str) -> None:
         with self.lock:

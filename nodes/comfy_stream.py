@@ -27,10 +27,14 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 class EventStream:
     """One /ws connection registered under a clientId; iterating yields typed events."""
 
-    def __init__(self, ws: NodeSocket, *, base_url: str, idle_timeout: float) -> None:
+    def __init__(self, ws: NodeSocket, *, base_url: str, client_id: str, idle_timeout: float) -> None:
         self._ws = ws
         self.base_url = base_url
+        self.client_id = client_id  # ComfyUI sends a prompt's events here if it is posted under this id
         self.idle_timeout = idle_timeout
+        # Set by ComfyClient.wait once the prompt it followed ended on this socket, every event seen: nothing
+        # more of it comes, and the socket may follow the next prompt posted under its client_id.
+        self.idle = False
 
     def recv(self, timeout: float | None = None) -> ComfyEvent:
         """Next event; ComfyTimeout after `timeout` (default idle_timeout) s of silence."""
@@ -57,6 +61,10 @@ class EventStream:
     def close(self) -> None:
         """Close the socket (ComfyUI then forgets this clientId)."""
         self._ws.close()
+
+    def still_open(self) -> bool:
+        """For a stream that sat idle: whether its socket is still open (what arrived meanwhile is dropped)."""
+        return self._ws.discard_pending()
 
     def __enter__(self) -> EventStream:
         return self
@@ -94,7 +102,7 @@ def open_stream(
         except (OSError, SocketClosed) as exc:
             ws.close()
             raise ComfyUnavailable(f"event socket to {base_url} dropped: {exc}") from exc
-    return EventStream(ws, base_url=base_url, idle_timeout=idle_timeout)
+    return EventStream(ws, base_url=base_url, client_id=client_id, idle_timeout=idle_timeout)
 
 
 def belongs(event: ComfyEvent, prompt_id: str) -> bool:
