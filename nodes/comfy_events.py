@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass, field
@@ -66,8 +67,23 @@ class NodeProgress:
 
 @dataclass(frozen=True)
 class ProgressState:
+    """Every node's progress in the running prompt. ComfyUI sends one after each step and each node (34 of a
+    20-step prompt's 70 text frames, and the longest), and the executor reads none of them: the node map is
+    decoded when first read, from `sent`, the map or the frame's JSON text."""
+
     prompt_id: str | None
-    nodes: dict[str, NodeProgress]
+    sent: dict[str, Any] | str = field(repr=False)
+
+    @functools.cached_property
+    def nodes(self) -> dict[str, NodeProgress]:
+        try:
+            nodes = json.loads(self.sent)["data"]["nodes"] if isinstance(self.sent, str) else self.sent
+            return {
+                node_id: NodeProgress(node_id, item.get("state", ""), item.get("value", 0), item.get("max", 1))
+                for node_id, item in (nodes or {}).items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {}
 
 
 @dataclass(frozen=True)
@@ -169,8 +185,19 @@ def files_of(node_id: str, output: dict[str, Any]) -> tuple[OutputFile, ...]:
     return tuple(files)
 
 
+# How ComfyUI writes a progress_state frame (json.dumps of {"type", "data": {"prompt_id", "nodes"}}): one is
+# taken apart no further than its prompt id (see ProgressState).
+PROGRESS_STATE_HEAD = '{"type": "progress_state", "data": {"prompt_id": "'
+PROGRESS_STATE_NODES = '", "nodes": '
+
+
 def decode_text(raw: str) -> ComfyEvent:
     """Decode one JSON text frame; anything unexpected becomes an UnknownEvent."""
+    if raw.startswith(PROGRESS_STATE_HEAD):
+        end = raw.find('"', len(PROGRESS_STATE_HEAD))
+        prompt_id = raw[len(PROGRESS_STATE_HEAD) : end]
+        if end > 0 and "\\" not in prompt_id and raw.startswith(PROGRESS_STATE_NODES, end):
+            return ProgressState(prompt_id, raw)
     try:
         message = json.loads(raw)
         return decode_message(message["type"], message.get("data") or {})
@@ -239,11 +266,7 @@ def _executing(data: dict) -> Executing:
 
 
 def _progress_state(data: dict) -> ProgressState:
-    nodes = {
-        node_id: NodeProgress(node_id, item.get("state", ""), item.get("value", 0), item.get("max", 1))
-        for node_id, item in (data.get("nodes") or {}).items()
-    }
-    return ProgressState(data.get("prompt_id"), nodes)
+    return ProgressState(data.get("prompt_id"), data.get("nodes") or {})
 
 
 def _execution_error(data: dict) -> ExecutionError:

@@ -6,6 +6,7 @@ import io
 import json
 import struct
 
+import pytest
 from PIL import Image
 
 from nodes.comfy import (
@@ -18,7 +19,7 @@ from nodes.comfy import (
     Status,
     UnknownEvent,
 )
-from nodes.comfy_events import decode_binary, decode_text
+from nodes.comfy_events import NodeProgress, decode_binary, decode_text
 
 PID = "761dbb50-0998-4cb5-8387-143c88b93d04"
 
@@ -88,6 +89,32 @@ def test_progress_state_nodes_are_typed():
     event = decode_text(json.dumps({"type": "progress_state", "data": data}))
     assert isinstance(event, ProgressState)
     assert (event.nodes["3"].state, event.nodes["3"].value, event.nodes["3"].max) == ("running", 1, 4)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # As ComfyUI writes it: read no further than the prompt id until the nodes are asked for.
+        json.dumps({"type": "progress_state", "data": {"prompt_id": PID, "nodes": {"3": {"value": 2, "max": 4}}}}),
+        # Any other layout is decoded whole.
+        json.dumps({"data": {"nodes": {"3": {"value": 2, "max": 4}}, "prompt_id": PID}, "type": "progress_state"}),
+        json.dumps({"type": "progress_state", "data": {"prompt_id": PID, "nodes": {"3": {"value": 2, "max": 4}}}},
+                   indent=1),
+    ],
+)  # fmt: skip
+def test_progress_state_gives_its_prompt_and_nodes_whatever_the_json_layout(frame):
+    event = decode_text(frame)
+
+    assert isinstance(event, ProgressState)
+    assert event.prompt_id == PID
+    assert event.nodes == {"3": NodeProgress("3", "", 2, 4)}
+
+
+def test_a_progress_state_whose_nodes_do_not_decode_has_none():
+    event = decode_text('{"type": "progress_state", "data": {"prompt_id": "p1", "nodes": {"3": [oops')
+
+    assert event.prompt_id == "p1"
+    assert event.nodes == {}
 
 
 def test_execution_error_keeps_comfyui_fields():
