@@ -58,6 +58,10 @@ class _Compiled:
     converters: dict[int, tuple[list[Callable[..., Any]], Any]]  # column -> (converters, expression), as Django's
     decode: Callable[[list[tuple[Any, ...]]], list[Any]]
 
+    @property
+    def count_sql(self) -> str:
+        return f"SELECT COUNT(*) FROM ({self.statement.sql}) counted"
+
 
 class Prepared:
     """A read built by `build(**values)`, compiled on its first call (per database), run with new values after."""
@@ -78,6 +82,13 @@ class Prepared:
         if compiled.converters:
             rows = [_convert(row, compiled.converters, connection) for row in rows]
         return compiled.decode(rows)
+
+    def count(self, **values: Any) -> int:
+        """How many rows there are, as QuerySet.count (select only the primary key, for a lighter subquery)."""
+        compiled = self._compiled or self._compile(values)
+        with connections[self.using].cursor() as cursor:
+            cursor.execute(compiled.count_sql, compiled.statement.bind(values))
+            return cursor.fetchone()[0]
 
     def get(self, **values: Any) -> Any:
         """The one row, as QuerySet.get: the model's DoesNotExist when there is none."""

@@ -43,6 +43,7 @@ HANDED_OVER = Prepared(
 # The nodes a new job's models are checked against, and its claim plans with. Unordered: the scheduler ranks.
 ENABLED_NODES = Prepared(lambda: Node.objects.filter(enabled=True).defer("health").order_by())
 ANY_QUEUED = Prepared(lambda: Job.objects.queued().order_by().values_list("pk", flat=True)[:1])
+QUEUED = Prepared(lambda: Job.objects.queued().order_by().values_list("pk", flat=True))  # for its count()
 JOB_STATE = Prepared(lambda id: Job.objects.filter(id=id).values_list("state", flat=True))
 
 
@@ -168,7 +169,7 @@ def job_create(
     files = list(files)
     try:
         with transaction.atomic():
-            pending = Job.objects.queued().count()
+            pending = QUEUED.count()
             if pending >= settings.COMFYROUTER_PENDING_LIMIT:
                 raise QueueFull(pending, retry_after=settings.COMFYROUTER_RETRY_AFTER)
             nodes = ENABLED_NODES.all()  # read once: for the models (node_inventory), then for the claim

@@ -83,6 +83,16 @@ def test_values_list_rows(jobs):
     assert sorted(pairs.all(priority=1)) == [("w1", {"i": 1}), ("w2", {"i": 2})]
 
 
+def test_count_is_the_querysets(jobs):
+    at_least = Prepared(lambda priority: Job.objects.filter(priority__gte=priority).values_list("pk", flat=True))
+
+    with CaptureQueriesContext(connection) as queries:
+        counts = [at_least.count(priority=priority) for priority in range(4)]
+
+    assert counts == [Job.objects.filter(priority__gte=priority).count() for priority in range(4)] == [3, 2, 1, 0]
+    assert len(queries) == 4
+
+
 def test_a_value_used_twice_fills_both_parameters(jobs):
     either = Prepared(
         lambda key: Job.objects.filter(Q(worker=key) | Q(prompt_id=key)).values_list("id", flat=True)
