@@ -158,15 +158,24 @@ def phase_zero_time(args: argparse.Namespace, router: Router, fleet: FakeFleet, 
     print(f"target >= 100 jobs/s: got {result['done'] / wall:.1f}")
 
 
-def set_drained(router: Router, drained: bool) -> None:
-    """Drain or resume every node, all at once: one request per node, in parallel (as a fleet-wide script
-    would), so the last node is not resumed a dozen round trips after the first."""
-    action = "drain" if drained else "resume"
-    with router.admin_client() as admin:
-        ids = [node["id"] for node in admin.get("/api/nodes/").json()]
-        with ThreadPoolExecutor(max_workers=len(ids)) as pool:
-            for answer in pool.map(lambda node_id: admin.post(f"/api/nodes/{node_id}/{action}"), ids):
-                answer.raise_for_status()
+class FleetSwitch:
+    """Drains or resumes every node at once: one request per node, in parallel (as a fleet-wide script would), so
+    the last node is not resumed a dozen round trips after the first. The node list is read and the connections
+    opened beforehand: a resume sends its requests and nothing else."""
+
+    def __init__(self, router: Router) -> None:
+        self.admin = router.admin_client()
+        self.ids = [node["id"] for node in self.admin.get("/api/nodes/").json()]
+        self.pool = ThreadPoolExecutor(max_workers=len(self.ids))
+
+    def set(self, *, drained: bool) -> None:
+        action = "drain" if drained else "resume"
+        for answer in self.pool.map(lambda node_id: self.admin.post(f"/api/nodes/{node_id}/{action}"), self.ids):
+            answer.raise_for_status()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.admin.close()
 
 
 def utilisation(spans: list[list[tuple[float, float]]], start: float, end: float) -> float:
@@ -189,11 +198,13 @@ def idle_gaps(spans: list[list[tuple[float, float]]], wall: float) -> str:
 def phase_saturated(args: argparse.Namespace, router: Router, fleet: FakeFleet, inputs: dict[str, Any]) -> None:
     step_time = args.job_ms / 1000 / args.steps
     fleet.configure(step_time=step_time, node_time=0.0)
-    set_drained(router, True)
+    switch = FleetSwitch(router)
+    switch.set(drained=True)
     sent = asyncio.run(submit_all(router, args.endpoint, inputs, args.jobs, args.clients))
     cpu0, fake0 = router.cpu(), fleet.cpu_seconds()
     t0 = time.time()
-    set_drained(router, False)  # each resumed node is dispatched to at once
+    switch.set(drained=False)  # each resumed node is dispatched to at once
+    switch.close()
     result = wait_finished(sent.ids, timeout=900)
     cpu1, fake1 = router.cpu(), fleet.cpu_seconds()
     spans = [[span for span in busy_intervals(url) if span[0] >= t0 - 0.001] for url in fleet.urls]
