@@ -138,8 +138,11 @@ class NodeSocket:
     def discard_pending(self) -> bool:
         """For a connection that sat idle: read and drop what arrived meanwhile, without waiting; whether the
         connection is still open."""
-        while self._end() is None and self._readable():
-            self._pump(MIN_WAIT)
+        try:
+            while self._end() is None and self._readable():
+                self._pump(MIN_WAIT)
+        except (OSError, ValueError, TimeoutError):  # ValueError: select() on a socket closed meanwhile
+            self.close()
         self.messages.clear()
         return self._end() is None
 

@@ -322,3 +322,23 @@ def test_a_frame_over_max_size_goes_to_the_protocol_which_refuses_it():
     assert not ws.messages
     assert not ws.fast
     assert "1025" in str(ws.protocol.parser_exc)
+
+
+def test_an_idle_connection_drops_what_arrived_and_says_whether_it_is_still_open(server):
+    go_on = threading.Event()
+
+    async def handler(ws):
+        await ws.send("status 1")
+        await ws.send(b"\x00\x00\x00\x01stale preview")
+        await asyncio.get_running_loop().run_in_executor(None, go_on.wait, 5)
+        await ws.close()
+
+    ws = connect(server(handler))
+    time.sleep(0.2)  # both messages have arrived, unread
+
+    assert ws.discard_pending()
+    assert not ws.messages
+    go_on.set()
+    time.sleep(0.2)  # the server's close has arrived
+    assert not ws.discard_pending()
+    ws.close()
