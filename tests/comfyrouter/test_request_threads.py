@@ -69,31 +69,25 @@ async def test_threads_beyond_the_idle_limit_end_after_the_burst(handler, monkey
 async def test_a_request_goes_to_its_thread_once_and_never_back_to_the_event_loop(handler, monkeypatch):
     # With the middleware chain built async, sync middleware hand the URL resolution back to the loop
     # (async_to_sync) and the view hops to the thread again.
-    calls = []
-    original = asgiref.sync.AsyncToSync.__call__
-
-    def counted(self, *args, **kwargs):
-        calls.append(self.awaitable)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(asgiref.sync.AsyncToSync, "__call__", counted)
+    calls = counted_calls(monkeypatch, asgiref.sync.AsyncToSync)
 
     await get(handler, "/where")
 
     assert calls == []
 
 
-def count_hops(monkeypatch) -> list[object]:
-    """The sync calls handed to a request thread, as they are made."""
-    hops = []
-    original = asgiref.sync.SyncToAsync.__call__
+def counted_calls(monkeypatch, adapter: type) -> list[object]:
+    """The adapter's calls (asgiref's AsyncToSync: back to the event loop; SyncToAsync: to a request thread), as
+    they are made."""
+    calls = []
+    original = adapter.__call__
 
     def counted(self, *args, **kwargs):
-        hops.append(self.func)
+        calls.append(self)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__call__", counted)
-    return hops
+    monkeypatch.setattr(adapter, "__call__", counted)
+    return calls
 
 
 async def test_a_request_starts_is_served_and_finishes_in_one_hop_to_its_thread(handler, monkeypatch):
@@ -105,7 +99,7 @@ async def test_a_request_starts_is_served_and_finishes_in_one_hop_to_its_thread(
 
     signals.request_started.connect(on_signal)
     signals.request_finished.connect(on_signal)
-    hops = count_hops(monkeypatch)
+    hops = counted_calls(monkeypatch, asgiref.sync.SyncToAsync)
     try:
         answer = await get(handler, "/where")
     finally:
