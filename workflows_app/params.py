@@ -21,6 +21,7 @@ value: `seed` when flat, `sampler.seed` when nested.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,7 +111,8 @@ class EndpointParams:
     bypass: tuple[Bypass, ...] = ()
     cache: tuple[str, ...] = ()
 
-    @property
+    # Computed once: a version's params are built once per process (version_params) and read by every run.
+    @functools.cached_property
     def groups(self) -> dict[str, tuple[Param, ...]]:
         groups: dict[str, tuple[Param, ...]] = {}
         for param in self.inputs:
@@ -121,7 +123,7 @@ class EndpointParams:
     def bypass_ids(self) -> tuple[str, ...]:
         return tuple(bypass.node_id for bypass in self.bypass)
 
-    @property
+    @functools.cached_property
     def by_field(self) -> dict[str, Param]:
         return {param.field: param for param in self.inputs}
 
