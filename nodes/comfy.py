@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import mimetypes
 import os
 import ssl
@@ -132,7 +131,7 @@ class ComfyClient:
     def close(self) -> None:
         """Close pooled HTTP connections and kept event sockets."""
         self._http.close()
-        for stream in self._expired(math.inf):
+        for stream in self._expired(0.0):  # every kept one
             stream.close()
 
     def __enter__(self) -> ComfyClient:

@@ -276,3 +276,19 @@ def test_shared_client_is_one_per_server_and_headers_and_keeps_its_connection(fa
         with ComfyClient(fake.url, timeout=5.0) as own:
             own.queue_remaining()
     assert fake.stats["connections"] == before + 3  # a client of its own connects again
+
+
+def test_a_kept_event_socket_serves_the_next_prompt_and_closes_with_its_client(fake):
+    with ComfyClient(fake.url, timeout=5.0) as comfy:
+        streams = []
+        for seed, client_id in ((1, "first"), (2, "second")):
+            stream = comfy.take_events(client_id, idle_timeout=5.0)
+            queued = comfy.queue_prompt(graphs.txt2img(seed=seed), client_id=stream.client_id)
+            comfy.wait(stream, queued.prompt_id)
+            comfy.keep_events(stream)  # the prompt ended on it: kept
+            streams.append(stream)
+
+        assert streams[1] is streams[0] and streams[1].client_id == "first"
+        assert streams[0].still_open()
+
+    assert not streams[0].still_open()  # closing the client closed the socket it kept
