@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import math
 import random
 import re
@@ -210,7 +209,7 @@ def render(
 
 def json_copy(value: Any) -> Any:
     """A deep copy of JSON data (dicts, lists, scalars), as copy.deepcopy makes it: 13 µs for an SD 1.5 graph
-    instead of 36, on every job's render."""
+    instead of 36. Every graph copy here uses it: a render, and the `[!cache]` nodes merged into each prompt."""
     if isinstance(value, dict):
         return {key: json_copy(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -234,7 +233,7 @@ def cache_subgraph(graph: Mapping[str, Any], params: EndpointParams) -> dict[str
         node_id = wanted.pop()
         if node_id in kept:
             continue
-        kept[node_id] = copy.deepcopy(graph[node_id])
+        kept[node_id] = json_copy(graph[node_id])
         wanted += [value[0] for value in kept[node_id].get("inputs", {}).values() if is_link(value)]
     return kept
 
@@ -249,7 +248,7 @@ def merge_cache_nodes(prompt: Mapping[str, Any], cache_graphs: Iterable[Mapping[
             raise WorkflowError([f"a cache subgraph links to nodes it lacks: {', '.join(outside)}"])
         ids: dict[str, str] = {}
         for node_id in TopologicalSorter(sources).static_order():
-            node = copy.deepcopy(dict(subgraph[node_id]))
+            node = json_copy(dict(subgraph[node_id]))
             node["inputs"] = {
                 name: [ids[value[0]], value[1]] if is_link(value) else value
                 for name, value in node.get("inputs", {}).items()
