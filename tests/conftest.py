@@ -162,8 +162,9 @@ def fresh_version_caches():
     """Rolled-back tests hand out the same version ids again; per-process caches must not outlive a test."""
     from workflows_app import services
 
-    for cache in (services.version_graph, services.version_params, services._cache_graphs):
+    caches = (services.version_graph, services.version_params, services._cache_graphs)
+    for cache in caches:
         cache.cache_clear()
     yield
-    for cache in (services.version_graph, services.version_params, services._cache_graphs):
+    for cache in caches:
         cache.cache_clear()
